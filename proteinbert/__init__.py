@@ -1,0 +1,2 @@
+"""ProteinBERT on Keras 3."""
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Command-line interfaces: each module has ``main(argv=None) -> int``."""

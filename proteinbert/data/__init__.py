@@ -1,0 +1,1 @@
+"""Data: FASTA and GO parsing, dataset readers, the HDF5 schema, batching."""

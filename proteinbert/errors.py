@@ -1,0 +1,48 @@
+"""One exception hierarchy for the whole package.
+
+Every error a user can cause derives from :class:`ProteinBertError`. Subclasses also derive from
+the matching built-in (``ValueError``, ``OSError``) so generic handlers keep working.
+CLIs map :class:`ProteinBertError` / ``OSError`` to exit code 1 and usage errors to 2.
+"""
+
+from __future__ import annotations
+
+
+class ProteinBertError(Exception):
+    """Base class of every error raised on purpose by proteinbert."""
+
+
+class InputError(ProteinBertError, ValueError):
+    """A value passed by the caller is unusable (names the argument and the value)."""
+
+
+class FormatError(ProteinBertError, ValueError):
+    """A file does not follow its format.
+
+    >>> str(FormatError("expected '>' at start of record", path="x.fa", line=3))
+    "Error in file x.fa at line 3: expected '>' at start of record"
+    """
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None):
+        self.message = message
+        self.path = None if path is None else str(path)
+        self.line = line
+        where = ""
+        if self.path is not None:
+            where = f"Error in file {self.path}"
+            if line is not None:
+                where += f" at line {line}"
+            where += ": "
+        super().__init__(where + message)
+
+
+class WeightsError(ProteinBertError, ValueError):
+    """A weights file is of the wrong format, size or configuration."""
+
+
+class UnsafePickleError(WeightsError):
+    """A pickle asked for something other than numpy arrays and plain containers."""
+
+
+class DatasetSchemaError(ProteinBertError, ValueError):
+    """An HDF5 dataset file misses datasets or has inconsistent shapes."""

@@ -1,0 +1,193 @@
+"""The ProteinBERT network as one Keras 3 functional model with a dynamic length dimension.
+
+Layer names, weight names and shapes follow the released model (a compatibility contract,
+see ``released_weight_layout``); all weights are length-independent, so one instance serves
+every sequence length.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from ..errors import InputError
+from ..tokenizer import VOCAB_SIZE
+from .layers import BroadcastAdd, GlobalAttention, PaddingMask
+
+#: The released model's architecture (``n_annotations`` 8943).
+RELEASED_CONFIG = dict(
+    n_annotations=8943, d_seq=128, d_global=512, n_blocks=6, n_heads=4, d_key=64,
+    conv_kernel_size=9, wide_conv_dilation_rate=5,
+)
+
+
+def _check_positive(**values):
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InputError(f"{name} must be a positive int. Received: {name}={value!r}")
+
+
+@keras.saving.register_keras_serializable(package="proteinbert")
+class ProteinBertBackbone(keras.Model):
+    """ProteinBERT: a convolutional local track and a dense global track joined by global attention.
+
+    Inputs: ``[tokens (batch, L) int32, annotations (batch, n_annotations) float32]``.
+    Outputs: ``[token probabilities (batch, L, vocab_size), annotation probabilities (batch, n_annotations)]``.
+
+    ``attention_mask=True`` keeps ``<PAD>`` positions out of the global attention (the released
+    weights were trained without it; leave it off for parity). ``dtype`` takes a Keras dtype
+    policy such as ``"mixed_bfloat16"``; the two output layers always compute in float32.
+
+    >>> import numpy as np
+    >>> model = ProteinBertBackbone(n_annotations=5, d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4)
+    >>> seq_probs, annot_probs = model([np.full((2, 7), 25, "int32"), np.zeros((2, 5), "float32")])
+    >>> tuple(seq_probs.shape), tuple(annot_probs.shape)
+    ((2, 7, 26), (2, 5))
+    """
+
+    def __init__(
+        self,
+        n_annotations: int,
+        vocab_size: int = VOCAB_SIZE,
+        d_seq: int = 128,
+        d_global: int = 512,
+        n_blocks: int = 6,
+        n_heads: int = 4,
+        d_key: int = 64,
+        conv_kernel_size: int = 9,
+        wide_conv_dilation_rate: int = 5,
+        activation: str = "gelu",
+        attention_mask: bool = False,
+        dtype=None,
+        **kwargs,
+    ):
+        _check_positive(
+            n_annotations=n_annotations, vocab_size=vocab_size, d_seq=d_seq, d_global=d_global,
+            n_blocks=n_blocks, n_heads=n_heads, d_key=d_key, conv_kernel_size=conv_kernel_size,
+            wide_conv_dilation_rate=wide_conv_dilation_rate,
+        )
+        if d_global % n_heads:
+            raise InputError(
+                f"n_heads must divide d_global. Received: n_heads={n_heads}, d_global={d_global}"
+            )
+        # keras.activations.gelu defaults to the exact GELU, as the 2021 model used.
+        act = keras.activations.get(activation)
+        L = keras.layers
+
+        tokens = keras.Input(shape=(None,), dtype="int32", name="input-seq")
+        annotations = keras.Input(shape=(n_annotations,), dtype="float32", name="input-annotations")
+
+        local = L.Embedding(vocab_size, d_seq, name="embedding-seq-input", dtype=dtype)(tokens)
+        glob = L.Dense(d_global, activation=act, name="dense-global-input", dtype=dtype)(annotations)
+        mask = PaddingMask(name="padding-mask")(tokens) if attention_mask else None
+
+        for b in range(1, n_blocks + 1):
+            g2s = L.Dense(d_seq, activation=act, name=f"global-to-seq-dense-block{b}", dtype=dtype)(glob)
+            g2s = L.Reshape((1, d_seq), name=f"global-to-seq-reshape-block{b}", dtype=dtype)(g2s)
+            narrow = L.Conv1D(d_seq, conv_kernel_size, padding="same", dilation_rate=1, activation=act,
+                              name=f"narrow-conv-block{b}", dtype=dtype)(local)
+            wide = L.Conv1D(d_seq, conv_kernel_size, padding="same", dilation_rate=wide_conv_dilation_rate,
+                            activation=act, name=f"wide-conv-block{b}", dtype=dtype)(local)
+            local = BroadcastAdd(name=f"seq-merge1-block{b}", dtype=dtype)([local, g2s, narrow, wide])
+            local = L.LayerNormalization(name=f"seq-merge1-norm-block{b}", dtype=dtype)(local)
+            dense = L.Dense(d_seq, activation=act, name=f"seq-dense-block{b}", dtype=dtype)(local)
+            local = L.Add(name=f"seq-merge2-block{b}", dtype=dtype)([local, dense])
+            local = L.LayerNormalization(name=f"seq-merge2-norm-block{b}", dtype=dtype)(local)
+
+            dense1 = L.Dense(d_global, activation=act, name=f"global-dense1-block{b}", dtype=dtype)(glob)
+            attn = GlobalAttention(n_heads, d_key, d_global // n_heads, name=f"global-attention-block{b}",
+                                   dtype=dtype)([glob, local], padding_mask=mask)
+            glob = L.Add(name=f"global-merge1-block{b}", dtype=dtype)([glob, dense1, attn])
+            glob = L.LayerNormalization(name=f"global-merge1-norm-block{b}", dtype=dtype)(glob)
+            dense2 = L.Dense(d_global, activation=act, name=f"global-dense2-block{b}", dtype=dtype)(glob)
+            glob = L.Add(name=f"global-merge2-block{b}", dtype=dtype)([glob, dense2])
+            glob = L.LayerNormalization(name=f"global-merge2-norm-block{b}", dtype=dtype)(glob)
+
+        out_seq = L.Dense(vocab_size, activation="softmax", name="output-seq", dtype="float32")(local)
+        out_annot = L.Dense(n_annotations, activation="sigmoid", name="output-annotations",
+                            dtype="float32")(glob)
+
+        super().__init__(inputs=[tokens, annotations], outputs=[out_seq, out_annot], **kwargs)
+        self.n_annotations = n_annotations
+        self.vocab_size = vocab_size
+        self.d_seq = d_seq
+        self.d_global = d_global
+        self.n_blocks = n_blocks
+        self.n_heads = n_heads
+        self.d_key = d_key
+        self.conv_kernel_size = conv_kernel_size
+        self.wide_conv_dilation_rate = wide_conv_dilation_rate
+        self.activation = activation
+        self.attention_mask = attention_mask
+        self.policy_name = None if dtype is None else keras.dtype_policies.get(dtype).name
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "n_annotations": self.n_annotations,
+            "vocab_size": self.vocab_size,
+            "d_seq": self.d_seq,
+            "d_global": self.d_global,
+            "n_blocks": self.n_blocks,
+            "n_heads": self.n_heads,
+            "d_key": self.d_key,
+            "conv_kernel_size": self.conv_kernel_size,
+            "wide_conv_dilation_rate": self.wide_conv_dilation_rate,
+            "activation": self.activation,
+            "attention_mask": self.attention_mask,
+            "dtype": self.policy_name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    @property
+    def architecture(self) -> dict:
+        """The flat keyword arguments that rebuild this architecture (without name/dtype)."""
+        config = self.get_config()
+        for key in ("name", "trainable", "dtype"):
+            config.pop(key)
+        return config
+
+    # Layer names of the hidden representations, in the 2021 concatenation order.
+    def hidden_layer_names(self, track: str, layers: str = "all") -> list[str]:
+        """Names of the layers whose outputs make up a hidden representation.
+
+        ``track`` is ``"local"`` (per residue) or ``"global"`` (per protein); ``layers`` is
+        ``"all"`` (the 2021 concatenation: 1562 / 15599 wide for the released model) or
+        ``"last"`` (the final block's normalised state: ``d_seq`` / ``d_global`` wide).
+        """
+        if track not in ("local", "global"):
+            raise InputError(f"track must be 'local' or 'global'. Received: track={track!r}")
+        if layers not in ("all", "last"):
+            raise InputError(f"layers must be 'all' or 'last'. Received: layers={layers!r}")
+        prefix = "seq" if track == "local" else "global"
+        if layers == "last":
+            return [f"{prefix}-merge2-norm-block{self.n_blocks}"]
+        names = [] if track == "local" else ["dense-global-input"]
+        for b in range(1, self.n_blocks + 1):
+            names += [f"{prefix}-merge1-norm-block{b}", f"{prefix}-merge2-norm-block{b}"]
+        names.append("output-seq" if track == "local" else "output-annotations")
+        return names
+
+    def hidden_width(self, track: str, layers: str = "all") -> int:
+        """Width of the hidden representation chosen by ``track`` / ``layers``."""
+        return sum(int(self.get_layer(n).output.shape[-1]) for n in self.hidden_layer_names(track, layers))
+
+
+def hidden_representation_model(backbone: ProteinBertBackbone, layers: str = "all") -> keras.Model:
+    """A model sharing ``backbone``'s weights whose outputs are ``[local (B, L, ·), global (B, ·)]``.
+
+    ``layers="all"`` reproduces the 2021 ``get_model_with_hidden_layers_as_outputs``;
+    ``layers="last"`` gives the final block only (``d_seq`` / ``d_global`` wide).
+    """
+    outputs = []
+    for track in ("local", "global"):
+        tensors = [backbone.get_layer(n).output for n in backbone.hidden_layer_names(track, layers)]
+        name = f"hidden-{track}"
+        if len(tensors) == 1:
+            outputs.append(keras.layers.Identity(name=name, dtype="float32")(tensors[0]))
+        else:
+            outputs.append(keras.layers.Concatenate(axis=-1, name=name, dtype="float32")(tensors))
+    return keras.Model(inputs=backbone.inputs, outputs=outputs, name=f"{backbone.name}_hidden_{layers}")
