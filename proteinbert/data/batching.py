@@ -1,4 +1,10 @@
-"""Length-aware batching: group sequences of similar length so nothing is padded to a global max."""
+"""Length-aware batching: group sequences of similar length so nothing is padded to a global max.
+
+Without an attention mask, ``<PAD>`` positions take part in the global attention (as in the
+released model), so a protein's outputs depend on the length it is padded to. Here that length is
+a function of the protein's own length only (:func:`bucket_length`), and batches hold one
+bucket each: results never depend on which other proteins share the batch.
+"""
 
 from __future__ import annotations
 
@@ -10,29 +16,42 @@ from ..errors import InputError
 from ..tokenizer import N_ADDED_TOKENS
 
 
+def bucket_length(n_tokens: int, pad_multiple: int = 8, min_length: int = 0) -> int:
+    """Padded length for ``n_tokens`` tokens: a multiple of ``pad_multiple`` up to 256, then steps
+    of 1/16 of the enclosing power of two (at most ~6% padding), and at least ``min_length``.
+
+    >>> [bucket_length(n) for n in (3, 9, 256, 257, 1000, 35002)]
+    [8, 16, 256, 272, 1024, 36864]
+    """
+    n = max(int(n_tokens), int(min_length), 1)
+    step = pad_multiple
+    if n > 256:
+        step = max(pad_multiple, 1 << (int(n - 1).bit_length() - 5))
+    return -(-n // step) * step
+
+
 def token_budget_batches(lengths: Sequence[int], max_tokens: int = 32768, max_batch_size: int = 256,
-                         pad_multiple: int = 8) -> Iterator[tuple[np.ndarray, int]]:
-    """Yield ``(indices, padded_len)`` batches sorted by length under a token budget.
+                         pad_multiple: int = 8, min_length: int = 0) -> Iterator[tuple[np.ndarray, int]]:
+    """Yield ``(indices, padded_len)`` batches, one length bucket each, under a token budget.
 
-    ``padded_len`` covers the longest member plus ``<START>``/``<END>``, rounded up to
-    ``pad_multiple`` (fewer distinct shapes, fewer retraces). A sequence longer than the
-    budget gets a batch of its own: nothing is dropped or cropped.
+    ``lengths`` are residue counts; ``padded_len`` = :func:`bucket_length` of length + 2
+    (``<START>``/``<END>``). A sequence longer than the budget gets a batch of its own: nothing is
+    dropped or cropped. Batches come shortest first.
 
-    >>> [(idx.tolist(), L) for idx, L in token_budget_batches([5, 100, 7], max_tokens=64)]
-    [([0, 2], 16), ([1], 104)]
+    >>> [(idx.tolist(), L) for idx, L in token_budget_batches([5, 100, 7, 4], max_tokens=64)]
+    [([0, 3], 8), ([2], 16), ([1], 104)]
     """
     if max_tokens < 1 or max_batch_size < 1:
         raise InputError(f"max_tokens and max_batch_size must be >= 1. Received: {max_tokens}, {max_batch_size}")
     lengths = np.asarray(lengths, dtype=np.int64)
-    order = np.argsort(lengths, kind="stable")
-    batch: list[int] = []
-    batch_len = 0
-    for i in order:
-        L = int(-(-(lengths[i] + N_ADDED_TOKENS) // pad_multiple) * pad_multiple)
-        if batch and (max(batch_len, L) * (len(batch) + 1) > max_tokens or len(batch) >= max_batch_size):
-            yield np.array(batch), batch_len
-            batch, batch_len = [], 0
-        batch.append(int(i))
-        batch_len = max(batch_len, L)
-    if batch:
-        yield np.array(batch), batch_len
+    padded = np.array([bucket_length(n + N_ADDED_TOKENS, pad_multiple, min_length) for n in lengths], dtype=np.int64)
+    order = np.lexsort((np.arange(len(lengths)), padded))
+    start = 0
+    while start < len(order):
+        L = int(padded[order[start]])
+        per_batch = max(1, min(max_batch_size, max_tokens // L))
+        stop = start
+        while stop < len(order) and stop - start < per_batch and padded[order[stop]] == L:
+            stop += 1
+        yield order[start:stop], L
+        start = stop

@@ -138,3 +138,39 @@ class PretrainingDataset:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def create_pretraining_datasets(h5: h5py.File, n_records: int, annotations, compression: str | None = "gzip",
+                                chunk_bytes: int = 1 << 20) -> dict:
+    """Create the :data:`SCHEMA` datasets (empty, fixed size) in an open, writable file.
+
+    Strings are variable-length UTF-8 (``h5py.string_dtype()``), ``seq_lengths`` int32, masks bool.
+    ``annotation_masks`` is chunked by rows (about ``chunk_bytes`` per chunk) and compressed,
+    because it is mostly zeros: uncompressed it would be N × A bytes. ``included_annotations``
+    is written here; the caller fills the per-record datasets. Returns ``{name: dataset}``.
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "d.h5")
+    >>> with h5py.File(path, "w") as f:
+    ...     d = create_pretraining_datasets(f, 2, ["GO:0003674"])
+    ...     d["seqs"][:] = ["MK", "AAA"]; d["seq_lengths"][:] = [2, 3]; d["uniprot_ids"][:] = ["a", "b"]
+    >>> with PretrainingDataset(path) as ds:
+    ...     (len(ds), ds.annotations, ds.read(0, 2).seqs)
+    (2, ['GO:0003674'], ['MK', 'AAA'])
+    """
+    n_records = int(n_records)
+    annotations = [str(a) for a in annotations]
+    n_ann = len(annotations)
+    str_dt = h5py.string_dtype()
+    out = {"included_annotations": h5.create_dataset("included_annotations", data=np.array(annotations, dtype=object),
+                                                     dtype=str_dt)}
+    for name in ("uniprot_ids", "seqs"):
+        out[name] = h5.create_dataset(name, shape=(n_records,), dtype=str_dt)
+    out["seq_lengths"] = h5.create_dataset("seq_lengths", shape=(n_records,), dtype=np.int32)
+    out["test_set_mask"] = h5.create_dataset("test_set_mask", shape=(n_records,), dtype=bool)
+    rows = max(1, min(max(n_records, 1), chunk_bytes // max(n_ann, 1)))
+    kwargs = {}
+    if n_records > 0 and n_ann > 0:
+        kwargs = {"chunks": (rows, n_ann), "compression": compression}
+    out["annotation_masks"] = h5.create_dataset("annotation_masks", shape=(n_records, n_ann), dtype=bool, **kwargs)
+    return out

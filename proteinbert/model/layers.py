@@ -53,15 +53,18 @@ class GlobalAttention(keras.layers.Layer):
         keys = ops.tanh(ops.matmul(s, wk))  # (B, L, H*dk)
         values = ops.gelu(ops.matmul(s, wv), approximate=False)  # exact GELU, as the original
         batch, length = ops.shape(s)[0], ops.shape(s)[1]
-        keys = ops.reshape(keys, (batch, length, h, dk))
-        values = ops.reshape(values, (batch, length, h, dv))
-        scores = ops.einsum("bhk,blhk->bhl", q, keys) / math.sqrt(dk)
+        # Scores without transposing the (B, L, H*dk) keys: multiply by the broadcast query and
+        # sum each head's dk slice. Elementwise work is cheap next to the key/value matmuls.
+        q_flat = ops.reshape(q, (batch, 1, h * dk))
+        scores = ops.sum(ops.reshape(keys * q_flat, (batch, length, h, dk)), axis=-1) / math.sqrt(dk)  # (B, L, H)
         if padding_mask is not None:
             neg = ops.cast(-1e9 if scores.dtype == "float32" else -3e4, scores.dtype)
-            scores = ops.where(ops.expand_dims(ops.cast(padding_mask, "bool"), 1), scores, neg)
-        # Softmax in float32 even under mixed precision: L can be tens of thousands.
-        attn = ops.cast(ops.softmax(ops.cast(scores, "float32"), axis=-1), values.dtype)
-        out = ops.einsum("bhl,blhv->bhv", attn, values)  # (B, H, dv)
+            scores = ops.where(ops.expand_dims(ops.cast(padding_mask, "bool"), -1), scores, neg)
+        # Softmax over positions in float32 even under mixed precision: L can be tens of thousands.
+        attn = ops.cast(ops.softmax(ops.cast(scores, "float32"), axis=1), values.dtype)  # (B, L, H)
+        # out[b, h, :] = sum_l attn[b, l, h] * values[b, l, h, :] as one batched matmul per (b, h).
+        values = ops.transpose(ops.reshape(values, (batch, length, h, dv)), (0, 2, 1, 3))  # (B, H, L, dv)
+        out = ops.matmul(ops.expand_dims(ops.transpose(attn, (0, 2, 1)), 2), values)  # (B, H, 1, dv)
         return ops.reshape(out, (batch, h * dv))
 
     def compute_output_shape(self, input_shape):

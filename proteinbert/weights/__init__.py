@@ -11,3 +11,7 @@ __all__ = [
     "export_released_weights", "infer_architecture", "load_released_weights", "released_variables",
     "released_weight_names",
 ]
+
+from .convert import load_backbone, save_backbone, weights_format  # noqa: E402
+
+__all__ += ["load_backbone", "save_backbone", "weights_format"]

@@ -102,7 +102,8 @@ def write_pkl(path, weights: ReleasedWeights, protocol: int = 4) -> None:
     payload = (
         int(weights.n_annotations),
         [np.asarray(w) for w in weights.model_weights],
-        [np.asarray(w) for w in weights.optimizer_weights],
+        # numpy scalars stay scalars: the 2021 LAMB state starts with an np.int64 iteration count
+        [w if isinstance(w, np.generic) else np.asarray(w) for w in weights.optimizer_weights],
     )
     with atomic_write_path(path) as tmp:
         with open(tmp, "wb") as f:

@@ -1,0 +1,85 @@
+"""``create_dataset``: build the pretraining HDF5 from UniRef/UniProt/FASTA+TSV and the Gene Ontology.
+
+Examples::
+
+    create_dataset --uniref-xml uniref90.xml.gz --fasta uniref90.fasta.gz --go-obo go.obo.gz --output uniref90.h5
+    create_dataset --uniprot-xml uniprot_sprot.xml.gz --go-obo go-basic.obo --output sprot.h5
+    create_dataset --fasta sp.fasta.gz --go-tsv sp.go.tsv.gz --go-obo go.obo.gz --output sp.h5 --min-records 100
+
+To (re)designate the test set of an existing file, use ``set_test_set``.
+"""
+
+from __future__ import annotations
+
+from ..data.dataset_builder import DatasetSettings, build_dataset
+from ._common import UsageError, make_parser, run_cli
+
+
+def build_parser():
+    parser = make_parser(
+        "create_dataset",
+        "Build a ProteinBERT pretraining dataset (HDF5, 2021 layout plus metadata) from one of three inputs: "
+        "(a) --uniref-xml with --fasta (UniRef90 XML + FASTA, joined on the cluster id), "
+        "(b) --uniprot-xml (UniProtKB XML, sequences inside), or (c) --fasta with --go-tsv (accession -> GO ids). "
+        "GO annotations are propagated to all ancestors in --go-obo; terms with fewer than --min-records "
+        "records are dropped; records are shuffled with --seed. Exit codes: 0 ok, 1 data or I/O error, 2 usage error. "
+        "To change the test set of an existing file later, use set_test_set.")
+    src = parser.add_argument_group("inputs (choose one combination)")
+    src.add_argument("--uniref-xml", metavar="XML", help="UniRef XML(.gz), e.g. uniref90.xml.gz (needs --fasta)")
+    src.add_argument("--uniprot-xml", metavar="XML", help="UniProtKB XML(.gz), e.g. uniprot_sprot.xml.gz")
+    src.add_argument("--fasta", metavar="FASTA", help="FASTA(.gz) with the sequences (with --uniref-xml or --go-tsv)")
+    src.add_argument("--go-tsv", metavar="TSV", help="TSV(.gz): accession<TAB>GO ids (';'-joined), needs --fasta")
+    parser.add_argument("--go-obo", required=True, metavar="OBO", help="Gene Ontology in OBO 1.2 (go.obo or go-basic.obo, .gz ok)")
+    parser.add_argument("--output", "-o", required=True, metavar="H5", help="output .h5 (written atomically; replaced if present)")
+    parser.add_argument("--min-records", type=int, default=100, metavar="N",
+                        help="keep GO terms annotated to at least N records (default: 100)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the shuffle and the test-set draw (default: 0)")
+    parser.add_argument("--test-ids", metavar="FILE",
+                        help="file of UniProt entry names or accessions (one per line) to put in the test set")
+    parser.add_argument("--test-probability", type=float, default=0.0, metavar="P",
+                        help="also put each record in the test set with probability P (default: 0)")
+    parser.add_argument("--follow-part-of", action="store_true",
+                        help="propagate annotations over part_of as well as is_a")
+    parser.add_argument("--fail-on-missing", action="store_true",
+                        help="fail (exit 1) if an annotated entry has no sequence in the FASTA (default: count and skip)")
+    parser.add_argument("--temp-dir", metavar="DIR", help="scratch directory (default: next to --output)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def settings_from_args(args) -> DatasetSettings:
+    if args.uniref_xml and args.uniprot_xml:
+        raise UsageError("give --uniref-xml or --uniprot-xml, not both")
+    if args.uniref_xml:
+        if not args.fasta or args.go_tsv:
+            raise UsageError("--uniref-xml needs --fasta (and no --go-tsv)")
+        kind, xml = "uniref", args.uniref_xml
+    elif args.uniprot_xml:
+        if args.fasta or args.go_tsv:
+            raise UsageError("--uniprot-xml takes its sequences from the XML: drop --fasta/--go-tsv")
+        kind, xml = "uniprot", args.uniprot_xml
+    elif args.fasta and args.go_tsv:
+        kind, xml = "fasta_tsv", None
+    else:
+        raise UsageError("choose an input: --uniref-xml with --fasta, --uniprot-xml, or --fasta with --go-tsv")
+    if args.min_records < 1:
+        raise UsageError(f"--min-records must be ≥ 1. Received: {args.min_records}")
+    if not 0.0 <= args.test_probability <= 1.0:
+        raise UsageError(f"--test-probability must be in [0, 1]. Received: {args.test_probability}")
+    return DatasetSettings(
+        output=args.output, go_obo=args.go_obo, input_kind=kind, xml=xml,
+        fasta=args.fasta, go_tsv=args.go_tsv if kind == "fasta_tsv" else None,
+        min_records_per_term=args.min_records, seed=args.seed, test_ids_file=args.test_ids,
+        test_probability=args.test_probability, follow_part_of=args.follow_part_of,
+        fail_on_missing_sequences=args.fail_on_missing, temp_dir=args.temp_dir,
+        progress=not (args.no_progress or args.quiet),
+    )
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+
+    def run(args):
+        build_dataset(settings_from_args(args))  # logs its summary
+
+    return run_cli(parser, run, argv)

@@ -1,0 +1,54 @@
+"""``embed``: FASTA in -> HDF5 of protein (and optionally residue) embeddings out."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ._common import UsageError, make_parser, run_cli
+
+
+def build_parser():
+    p = make_parser("embed", "Embed the proteins of a FASTA file with ProteinBERT into an HDF5 file.")
+    p.add_argument("--weights", required=True,
+                   help="model weights: released-format .pkl (e.g. epoch_92400_sample_23500000.pkl) or .keras")
+    p.add_argument("--input", "-i", required=True, help="FASTA file (plain or .gz)")
+    p.add_argument("--output", "-o", required=True, help="HDF5 file to write (written atomically)")
+    p.add_argument("--layers", choices=("last", "all"), default="last",
+                   help="'last': final block only (128 per residue / 512 per protein for the released model); "
+                        "'all': the 2021 concatenation of every layer (1562 / 15599). Default: last")
+    p.add_argument("--per-residue", action="store_true", help="also write per-residue (local) embeddings")
+    p.add_argument("--max-tokens", type=int, default=16384, help="padded tokens per batch (default 16384)")
+    p.add_argument("--max-batch-size", type=int, default=128, help="sequences per batch at most (default 128)")
+    p.add_argument("--min-length", type=int, default=0,
+                   help="pad every protein to at least this many tokens (512 = the 2021 behaviour); default 0")
+    p.add_argument("--mixed-precision", action="store_true", help="compute in bfloat16 (outputs stay float32)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    return p
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    if Path(args.output).exists() and not args.overwrite:
+        raise UsageError(f"--output {args.output} exists; pass --overwrite to replace it")
+    if args.max_tokens < 1 or args.max_batch_size < 1:
+        raise UsageError(f"--max-tokens and --max-batch-size must be positive. Received: "
+                         f"{args.max_tokens}, {args.max_batch_size}")
+    from ..embeddings import EmbeddingSettings, embed_fasta
+    from ..weights.convert import load_backbone
+
+    settings = EmbeddingSettings(layers=args.layers, per_residue=args.per_residue, max_tokens=args.max_tokens,
+                                 max_batch_size=args.max_batch_size, min_length=args.min_length)
+    model = load_backbone(args.weights, dtype="mixed_bfloat16" if args.mixed_precision else None)
+    summary = embed_fasta(model, args.input, args.output, settings, weights_source=str(args.weights))
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(build_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

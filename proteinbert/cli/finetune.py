@@ -1,0 +1,102 @@
+"""``finetune``: fine-tune ProteinBERT on labelled sequences; write a model directory and test metrics.
+
+Example::
+
+    finetune --train signalP_binary.train.csv --test signalP_binary.test.csv \\
+        --level global --task binary --weights epoch_92400_sample_23500000.pkl --out signalp_model
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..errors import InputError
+from ._common import UsageError, make_parser, run_cli
+
+
+def build_parser():
+    p = make_parser("finetune", "Fine-tune ProteinBERT (staged schedule) and evaluate on a test split.")
+    io = p.add_argument_group("inputs and outputs")
+    io.add_argument("--train", required=True, help="training CSV (columns seq,label) or FASTA (with --train-labels)")
+    io.add_argument("--valid", help="validation CSV/FASTA (early stopping, learning-rate schedule)")
+    io.add_argument("--test", help="test CSV/FASTA: metrics by length are written to the model directory")
+    for split in ("train", "valid", "test"):
+        io.add_argument(f"--{split}-labels", help=f"CSV with columns id,label for a FASTA --{split}")
+    io.add_argument("--seq-col", default="seq")
+    io.add_argument("--label-col", default="label")
+    io.add_argument("--id-col", help="CSV column with record ids (FASTA: the record id)")
+    io.add_argument("--out", required=True, help="model directory to create")
+    io.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
+    io.add_argument("--max-records", type=int, help="use only the first N records of each split (quick runs)")
+    m = p.add_argument_group("model")
+    m.add_argument("--level", choices=("global", "local"), default="global", help="per protein or per residue")
+    m.add_argument("--task", choices=("binary", "categorical", "numeric", "multilabel"), default="binary")
+    start = m.add_mutually_exclusive_group(required=True)
+    start.add_argument("--weights", help="released-format .pkl (2021 weights or our pretraining checkpoints) "
+                                         "or a saved .keras backbone")
+    start.add_argument("--from-scratch", action="store_true", help="no pretraining (random initialisation)")
+    m.add_argument("--architecture", default="{}",
+                   help='with --from-scratch: JSON of backbone sizes, e.g. \'{"d_seq": 32, "n_blocks": 2}\'')
+    m.add_argument("--hidden-layers", choices=("all", "last"), default="all",
+                   help="head input: the 2021 concatenation of all layers, or the last block only")
+    m.add_argument("--dropout", type=float, default=0.5)
+    s = p.add_argument_group("schedule (default: the 2021 one)")
+    s.add_argument("--stage", action="append", metavar="NAME:LR:EPOCHS:frozen|unfrozen[:SEQ_LEN[:BATCH]]",
+                   help="replace the default stages (repeat for several)")
+    s.add_argument("--seq-len", type=int, default=512)
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--max-epochs", type=int, default=40, help="per stage")
+    s.add_argument("--lr", type=float, default=1e-4)
+    s.add_argument("--frozen-lr", type=float, default=1e-2)
+    s.add_argument("--no-frozen-stage", action="store_true")
+    s.add_argument("--final-epochs", type=int, default=1)
+    s.add_argument("--final-seq-len", type=int, default=1024)
+    s.add_argument("--final-lr", type=float, default=1e-5)
+    s.add_argument("--padding", choices=("bucket", "fixed"), default="bucket",
+                   help="bucket: each batch padded to its length bucket; fixed: to the stage's seq-len (2021)")
+    s.add_argument("--crop-len", type=int, help="crop longer sequences to this many residues (off by default)")
+    s.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def _job(args):
+    from ..training.finetuning import FinetuneConfig, default_stages, parse_stage
+    from ..training.jobs import FinetuneJob
+
+    try:
+        architecture = json.loads(args.architecture)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--architecture is not JSON: {exc}. Received: {args.architecture!r}") from None
+    if not isinstance(architecture, dict):
+        raise UsageError(f"--architecture must be a JSON object. Received: {args.architecture!r}")
+    if architecture and not args.from_scratch:
+        raise UsageError("--architecture only applies with --from-scratch (weights imply their architecture)")
+    try:
+        if args.stage:
+            stages = tuple(parse_stage(s) for s in args.stage)
+        else:
+            stages = default_stages(args.seq_len, args.batch_size, args.max_epochs, args.lr, not args.no_frozen_stage,
+                                    args.frozen_lr, args.final_epochs, args.final_seq_len, args.final_lr)
+        config = FinetuneConfig(stages=stages, padding=args.padding, crop_len=args.crop_len, seed=args.seed)
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+    return FinetuneJob(
+        train=args.train, out_dir=args.out, level=args.level, task=args.task, valid=args.valid, test=args.test,
+        train_labels=args.train_labels, valid_labels=args.valid_labels, test_labels=args.test_labels,
+        seq_col=args.seq_col, label_col=args.label_col, id_col=args.id_col, weights=args.weights,
+        architecture=architecture, hidden_layers=args.hidden_layers, dropout_rate=args.dropout, config=config,
+        max_records=args.max_records, overwrite=args.overwrite,
+    )
+
+
+def run(args):
+    from ..training.jobs import run_finetune_job
+
+    result = run_finetune_job(_job(args))
+    if result.evaluation is not None:
+        print(result.evaluation.results.to_string(index=False))
+    print(f"model written to {result.out_dir}")
+
+
+def main(argv=None) -> int:
+    return run_cli(build_parser(), run, argv)

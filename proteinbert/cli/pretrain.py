@@ -1,0 +1,108 @@
+"""``pretrain``: joint masked-token + GO pretraining on an HDF5 dataset (resumable, multi-device)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ._common import EXIT_INTERRUPTED, UsageError, make_parser, run_cli
+
+
+def _episodes(text: str):
+    try:
+        episodes = tuple(tuple(int(x) for x in part.split(":")) for part in text.split(","))
+    except ValueError:
+        episodes = ()
+    if not episodes or any(len(e) != 2 for e in episodes):
+        raise UsageError(f"--episodes must look like 128:128,512:64,1024:32 (seq_len:batch_size). Received: {text!r}")
+    return episodes
+
+
+def build_parser():
+    p = make_parser("pretrain", "Pretrain ProteinBERT (masked tokens + GO annotations) on an HDF5 dataset "
+                                "made by create_dataset (or a 2021 one).")
+    p.add_argument("dataset", help="pretraining HDF5 file")
+    p.add_argument("--output-dir", "-o", required=True, help="directory for saves, history.tsv and TensorBoard logs")
+    p.add_argument("--resume", action="store_true", help="continue exactly from the newest save in --output-dir")
+    p.add_argument("--init-weights", help="start from a released-format .pkl (weights; LAMB state too if it fits)")
+    g = p.add_argument_group("schedule")
+    g.add_argument("--epochs", type=int, help="stop after this many epochs in total (default: run until stopped)")
+    g.add_argument("--time-budget", type=float, help="stop at the first epoch end after this many minutes")
+    g.add_argument("--steps-per-epoch", type=int, default=100, help="batches per epoch (default 100)")
+    g.add_argument("--save-every", type=int, default=10, help="save every N epochs (default 10)")
+    g.add_argument("--keep-every", type=int, default=25,
+                   help="keep every Mth save and the newest, delete the others (default 25; 0 keeps only the newest)")
+    g.add_argument("--lr", type=float, default=2e-4, help="LAMB learning rate (default 2e-4)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the model initialisation and of the data (default 0)")
+    d = p.add_argument_group("data")
+    d.add_argument("--episodes", type=_episodes_arg, default=None,
+                   help="length episodes seq_len:batch_size,... (default 128:128,512:64,1024:32)")
+    d.add_argument("--steps-per-episode", type=int, default=100, help="steps before switching episode (default 100)")
+    d.add_argument("--chunk-size", type=int, default=4096, help="records read from the file at a time (default 4096)")
+    d.add_argument("--holdout", type=int, default=0,
+                   help="keep the last N records of the file out of training and evaluate on them (default 0)")
+    d.add_argument("--eval-every", type=int, default=1, help="evaluate on the held-out records every N epochs")
+    d.add_argument("--eval-records", type=int, default=512, help="held-out records evaluated at most (default 512)")
+    a = p.add_argument_group("architecture (defaults: the released model)")
+    for name, default in (("d-seq", 128), ("d-global", 512), ("n-blocks", 6), ("n-heads", 4), ("d-key", 64)):
+        a.add_argument(f"--{name}", type=int, default=None, help=f"default {default}")
+    r = p.add_argument_group("hardware")
+    r.add_argument("--mixed-precision", action="store_true", help="compute in bfloat16 (mixed_bfloat16 policy)")
+    r.add_argument("--xla", action="store_true", help="compile the training step with XLA")
+    r.add_argument("--strategy", choices=("auto", "default", "mirrored", "multi-worker"), default="auto",
+                   help="tf.distribute strategy; auto: multi-worker if TF_CONFIG lists several workers, "
+                        "mirrored if there are several GPUs, else one device")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files")
+    return p
+
+
+def _episodes_arg(text: str):
+    import argparse
+
+    try:
+        return _episodes(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def run(args) -> int:
+    for name in ("steps_per_epoch", "save_every", "steps_per_episode", "chunk_size", "eval_every"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1. Received: {getattr(args, name)}")
+    if args.resume and args.init_weights:
+        raise UsageError("--resume and --init-weights exclude each other (a resumed run has its own weights)")
+    from ..training.pretraining import PretrainingSettings, make_strategy, pretrain
+    from ..data.pretraining_batches import DEFAULT_EPISODES, PretrainingDataSettings
+
+    strategy = make_strategy(args.strategy)  # before any other TensorFlow work
+    data = PretrainingDataSettings(
+        episodes=args.episodes or DEFAULT_EPISODES, steps_per_episode=args.steps_per_episode,
+        chunk_size=args.chunk_size, holdout_records=args.holdout, seed=args.seed,
+    )
+    settings = PretrainingSettings(
+        output_dir=args.output_dir, data=data, learning_rate=args.lr, steps_per_epoch=args.steps_per_epoch,
+        max_epochs=args.epochs, time_budget_s=None if args.time_budget is None else args.time_budget * 60,
+        save_every_epochs=args.save_every, keep_every_saves=args.keep_every,
+        dtype="mixed_bfloat16" if args.mixed_precision else None, jit_compile=args.xla,
+        eval_every_epochs=args.eval_every, eval_max_records=args.eval_records,
+        tensorboard=not args.no_tensorboard, progress=not (args.no_progress or args.quiet), seed=args.seed,
+    )
+    architecture = {k: v for k, v in dict(d_seq=args.d_seq, d_global=args.d_global, n_blocks=args.n_blocks,
+                                          n_heads=args.n_heads, d_key=args.d_key).items() if v is not None}
+    result = pretrain(args.dataset, settings, architecture=architecture, init_weights=args.init_weights,
+                      resume=args.resume, strategy=strategy)
+    summary = {"stopped": result.stopped, "step": result.step, "epoch": result.epoch, "samples": result.samples,
+               "last_save": str(result.last_save.path) if result.last_save else None}
+    if result.history:
+        summary["last_epoch"] = result.history[-1]
+    print(json.dumps(summary, indent=1))
+    return EXIT_INTERRUPTED if result.stopped == "interrupted" else 0
+
+
+def main(argv=None) -> int:
+    return run_cli(build_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

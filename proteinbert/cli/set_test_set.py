@@ -1,0 +1,47 @@
+"""``set_test_set``: (re)designate the test set of an existing pretraining HDF5 (ours or a 2021 file).
+
+Example::
+
+    set_test_set uniref90.h5 --test-ids held_out_ids.txt --test-probability 0.01
+    set_test_set uniref90.h5 --test-probability 0.01 --output uniref90.test1pc.h5
+"""
+
+from __future__ import annotations
+
+from ..data.dataset_builder import set_test_set
+from ._common import UsageError, make_parser, run_cli
+
+
+def build_parser():
+    parser = make_parser(
+        "set_test_set",
+        "Replace the test_set_mask of a pretraining dataset: records whose UniProt entry name or accession is "
+        "listed in --test-ids, and/or each record with probability --test-probability (drawn as create_dataset "
+        "does for the same --seed). In place by default (the new mask is swapped in only when complete), "
+        "or into a copy with --output. Exit codes: 0 ok, 1 data or I/O error, 2 usage error.")
+    parser.add_argument("dataset", metavar="H5", help="pretraining dataset (.h5)")
+    parser.add_argument("--test-ids", metavar="FILE", help="file of UniProt entry names or accessions, one per line")
+    parser.add_argument("--test-probability", type=float, default=0.0, metavar="P",
+                        help="put each record in the test set with probability P (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the probability draw (default: 0)")
+    parser.add_argument("--output", "-o", metavar="H5", help="write a modified copy here instead of changing H5")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+
+    def run(args):
+        if args.test_ids is None and args.test_probability == 0.0:
+            raise UsageError("give --test-ids and/or --test-probability > 0")
+        if not 0.0 <= args.test_probability <= 1.0:
+            raise UsageError(f"--test-probability must be in [0, 1]. Received: {args.test_probability}")
+        result = set_test_set(args.dataset, test_ids_file=args.test_ids, test_probability=args.test_probability,
+                              seed=args.seed, output=args.output, progress=not (args.no_progress or args.quiet))
+        if not args.quiet:
+            print(f"{result['path']}: {result['n_test_records']:,} of {result['n_records']:,} records in the test set"
+                  + (f" ({result['test_ids_listed']:,} ids listed, {result['test_ids_not_found']:,} not found)"
+                     if result["test_ids_listed"] else ""))
+
+    return run_cli(parser, run, argv)

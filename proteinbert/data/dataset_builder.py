@@ -1,0 +1,670 @@
+"""Build the pretraining HDF5 (SPEC §4) from UniRef XML + FASTA, UniProtKB XML, or FASTA + GO TSV.
+
+Pipeline (every stage streams; memory does not grow with the input):
+
+1. **Annotations.** Read the annotation source (UniRef XML or GO TSV) and store, per record, its
+   id and its *direct* GO terms (resolved through ``alt_id``; obsolete and unknown ids counted and
+   skipped) in a temporary SQLite table on disk, indexed by id after loading.
+2. **Join.** Stream the FASTA; each sequence whose id is in the table becomes a record. Its GO
+   terms are propagated to all ancestors (``is_a``, optionally ``part_of``) and the record is
+   appended to one of several temporary *bucket* files chosen at random, while per-term record
+   counts accumulate. Table records that never meet a sequence are counted (fatal on request).
+   For UniProtKB XML (sequences inside) stages 1–2 are one pass with no table.
+3. **Write.** Terms annotated to ≥ ``min_records_per_term`` records are kept (sorted GO ids).
+   Buckets are loaded one at a time, shuffled, and written in order: random buckets followed by a
+   shuffle inside each give a uniformly random permutation without holding everything in memory
+   (a bucket that came out too large is split again at random first). The test-set mask is set
+   from a list of UniProt ids and/or a probability. The file is written under a temporary name,
+   checked with the reader and renamed only on success.
+
+Unlike the 2021 pipeline, annotations *are* propagated to ancestors, no GO term is lost to an
+index-0 test, and the FASTA join uses each entry's own cluster id.
+
+>>> from proteinbert.data.dataset_builder import DatasetSettings, build_dataset
+>>> settings = DatasetSettings(output="out.h5", go_obo="go.obo.gz", input_kind="fasta_tsv",
+...                            fasta="sp.fasta.gz", go_tsv="sp.go.tsv.gz", min_records_per_term=100)
+>>> summary = build_dataset(settings)  # doctest: +SKIP
+>>> summary.n_records, summary.n_annotations  # doctest: +SKIP
+(2000, 268)
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import os
+import sqlite3
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..errors import FormatError, InputError
+from ..io_utils import atomic_write_path
+from .fasta import open_text, parse_fasta
+from .gene_ontology import GeneOntology, GoSkipCounts, read_gene_ontology
+from .go_tsv import parse_go_tsv
+from .h5dataset import PretrainingDataset, create_pretraining_datasets
+from .streams import ThreadedInput, file_sha256, open_threaded_text
+from .uniprot_xml import parse_uniprot_xml, parse_uniref_xml
+
+logger = logging.getLogger(__name__)
+
+INPUT_KINDS = ("uniref", "uniprot", "fasta_tsv")
+_EMPTY = np.empty(0, dtype=np.int32)
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    """Everything ``build_dataset`` needs. Paths may be ``str`` or ``Path``.
+
+    ``input_kind``: ``"uniref"`` (``xml`` = UniRef XML + ``fasta`` = UniRef FASTA), ``"uniprot"``
+    (``xml`` = UniProtKB XML with sequences) or ``"fasta_tsv"`` (``fasta`` + ``go_tsv``).
+    Test-set ids are matched against UniProtKB entry names and accessions.
+    """
+
+    output: Path
+    go_obo: Path
+    input_kind: str
+    xml: Path | None = None
+    fasta: Path | None = None
+    go_tsv: Path | None = None
+    min_records_per_term: int = 100
+    seed: int = 0
+    test_ids_file: Path | None = None
+    test_probability: float = 0.0
+    follow_part_of: bool = False
+    fail_on_missing_sequences: bool = False
+    temp_dir: Path | None = None
+    records_per_bucket: int = 100_000
+    progress: bool = True
+
+    def __post_init__(self):
+        for name in ("output", "go_obo", "xml", "fasta", "go_tsv", "test_ids_file", "temp_dir"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+        needs = {"uniref": ("xml", "fasta"), "uniprot": ("xml",), "fasta_tsv": ("fasta", "go_tsv")}
+        if self.input_kind not in needs:
+            raise InputError(f"input_kind must be one of {', '.join(INPUT_KINDS)}. Received: input_kind={self.input_kind!r}")
+        missing = [n for n in needs[self.input_kind] if getattr(self, n) is None]
+        if missing:
+            raise InputError(f"input_kind={self.input_kind!r} needs {' and '.join(missing)}")
+        extra = [n for n in ("xml", "fasta", "go_tsv") if n not in needs[self.input_kind] and getattr(self, n) is not None]
+        if extra:
+            raise InputError(f"input_kind={self.input_kind!r} does not use {' or '.join(extra)}")
+        if int(self.min_records_per_term) < 1:
+            raise InputError(f"min_records_per_term must be ≥ 1. Received: min_records_per_term={self.min_records_per_term}")
+        if not 0.0 <= float(self.test_probability) <= 1.0:
+            raise InputError(f"test_probability must be in [0, 1]. Received: test_probability={self.test_probability}")
+        if int(self.records_per_bucket) < 1:
+            raise InputError(f"records_per_bucket must be ≥ 1. Received: records_per_bucket={self.records_per_bucket}")
+
+    @property
+    def input_paths(self) -> dict[str, Path]:
+        roles = {"uniref": (("uniref_xml", self.xml), ("fasta", self.fasta)),
+                 "uniprot": (("uniprot_xml", self.xml),),
+                 "fasta_tsv": (("fasta", self.fasta), ("go_tsv", self.go_tsv))}[self.input_kind]
+        return dict(roles)
+
+
+@dataclass(frozen=True)
+class BuildSummary:
+    """What was written and everything that was skipped on the way."""
+
+    output: str
+    n_records: int
+    n_annotations: int
+    n_annotated_records: int
+    n_test_records: int
+    n_source_records: int
+    n_missing_sequences: int
+    missing_sequence_examples: tuple
+    n_sequences_without_entry: int
+    test_ids_listed: int
+    test_ids_not_found: int
+    go: dict
+    go_annotations: dict
+    inputs: tuple
+    seconds: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        lines = [f"wrote {self.output}: {self.n_records:,} records × {self.n_annotations:,} GO terms "
+                 f"({self.n_annotated_records:,} records with ≥ 1 kept term, {self.n_test_records:,} in the test set)"]
+        if self.n_missing_sequences:
+            lines.append(f"{self.n_missing_sequences:,} annotated entries had no sequence in the FASTA and were skipped, "
+                         f"e.g. {', '.join(self.missing_sequence_examples)}")
+        if self.n_sequences_without_entry:
+            lines.append(f"{self.n_sequences_without_entry:,} FASTA sequences had no annotation entry and were skipped")
+        if self.test_ids_listed:
+            lines.append(f"test ids: {self.test_ids_listed:,} listed, {self.test_ids_not_found:,} not found in the dataset")
+        g = self.go_annotations
+        lines.append(f"GO annotations: {g['resolved']:,} resolved ({g['via_alt_id']:,} via alt_id), "
+                     f"{g['obsolete_skipped']:,} obsolete and {g['unknown_skipped']:,} unknown skipped")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Temporary stores
+# ---------------------------------------------------------------------------------------------------
+class _AnnotationStore:
+    """id → (entry name, accession, direct GO term indices) in an on-disk SQLite table."""
+
+    _BATCH = 20_000
+
+    def __init__(self, path: Path, source_path: str):
+        self.source_path = source_path
+        self.db = sqlite3.connect(str(path), isolation_level=None)
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "locking_mode=EXCLUSIVE", "cache_size=-65536",
+                       "temp_store=FILE"):
+            self.db.execute(f"PRAGMA {pragma}")
+        try:  # keep the index sort's scratch space next to the output, not in a small /tmp
+            self.db.execute(f"PRAGMA temp_store_directory='{path.parent}'")
+        except sqlite3.Error:
+            pass
+        self.db.execute("CREATE TABLE ann (key TEXT NOT NULL, name TEXT NOT NULL, acc TEXT NOT NULL, terms BLOB NOT NULL)")
+        self._pending: list = []
+        self.n = 0
+
+    def add(self, key: str, name: str, acc: str, terms: bytes) -> None:
+        self._pending.append((key, name, acc, terms))
+        if len(self._pending) >= self._BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT INTO ann VALUES (?, ?, ?, ?)", self._pending)
+            self.db.execute("COMMIT")
+            self.n += len(self._pending)
+            self._pending = []
+
+    def finish(self) -> None:
+        self._flush()
+        try:
+            self.db.execute("CREATE UNIQUE INDEX ann_key ON ann(key)")
+        except sqlite3.IntegrityError:
+            key, count = self.db.execute("SELECT key, COUNT(*) AS c FROM ann GROUP BY key HAVING c > 1 LIMIT 1").fetchone()
+            raise FormatError(f"record id {key!r} occurs {count} times (ids must be unique)", self.source_path) from None
+        self._cur = self.db.cursor()
+
+    def get(self, key: str):
+        return self._cur.execute("SELECT rowid, name, acc, terms FROM ann WHERE key = ?", (key,)).fetchone()
+
+    def names_of(self, rowids) -> list[str]:
+        return [self.db.execute("SELECT key FROM ann WHERE rowid = ?", (int(r),)).fetchone()[0] for r in rowids]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class _BucketSpool:
+    """Records appended to randomly chosen bucket files; per-term record counts on the side."""
+
+    def __init__(self, directory: Path, n_buckets: int, rng: np.random.Generator, n_terms: int):
+        self.directory = directory
+        self.rng = rng
+        self.n_buckets = n_buckets
+        self.paths = [directory / f"bucket-{i:04d}.tsv" for i in range(n_buckets)]
+        self.files = [open(p, "w", encoding="utf-8", buffering=1 << 16) for p in self.paths]
+        self.sizes = [0] * n_buckets
+        self.term_counts = np.zeros(n_terms, dtype=np.int64)
+        self.n = 0
+        self._draws: list = []
+
+    def add(self, name: str, acc: str, seq: str, terms: np.ndarray, path: str, line: int) -> None:
+        if "\t" in name or "\t" in acc or "\t" in seq or "\n" in name or "\n" in acc:
+            raise FormatError(f"record {name!r} contains a tab or newline in its id or sequence", path, line)
+        if not self._draws:
+            self._draws = self.rng.integers(0, self.n_buckets, 1 << 16).tolist()
+        b = self._draws.pop()
+        self.files[b].write(f"{name}\t{acc}\t{seq}\t{terms.tobytes().hex()}\n")
+        self.sizes[b] += 1
+        if len(terms):
+            self.term_counts[terms] += 1
+        self.n += 1
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+
+
+def _parse_spooled(line: str) -> tuple:
+    name, acc, seq, terms = line.rstrip("\n").split("\t")
+    return name, acc, seq, np.frombuffer(bytes.fromhex(terms), dtype=np.int32)
+
+
+def _shuffled_chunks(path: Path, count: int, limit: int, rng: np.random.Generator) -> Iterator[list]:
+    """Records of one bucket file in a uniformly random order, never loading more than ~``limit``."""
+    if count <= limit:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+        order = rng.permutation(len(lines))
+        records = [_parse_spooled(lines[i]) for i in order]
+        del lines
+        yield records
+        return
+    # Too large to hold: split it again at random (a further level of the same bucket shuffle).
+    n_sub = max(2, math.ceil(2 * count / limit))
+    sub_paths = [path.with_name(f"{path.name}.{i:03d}") for i in range(n_sub)]
+    sub_sizes = [0] * n_sub
+    files = [open(p, "w", encoding="utf-8", buffering=1 << 16) for p in sub_paths]
+    try:
+        with open(path, encoding="utf-8") as f:
+            draws: list = []
+            for line in f:
+                if not draws:
+                    draws = rng.integers(0, n_sub, 1 << 16).tolist()
+                b = draws.pop()
+                files[b].write(line)
+                sub_sizes[b] += 1
+    finally:
+        for fh in files:
+            fh.close()
+    path.unlink()
+    for p, n in zip(sub_paths, sub_sizes):
+        yield from _shuffled_chunks(p, n, limit, rng)
+        p.unlink()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------------
+def rng_for_test_set(seed: int) -> np.random.Generator:
+    """The random stream that draws test-set membership (one uniform draw per record, in file order).
+
+    ``build_dataset`` and :func:`set_test_set` both use it, so the same seed and probability give
+    the same mask whether the test set is chosen while building or afterwards.
+    """
+    return np.random.default_rng(np.random.SeedSequence([int(seed), 2]))
+
+
+def _shuffle_rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
+    bucket_ss, order_ss = np.random.SeedSequence([int(seed), 1]).spawn(2)
+    return np.random.default_rng(bucket_ss), np.random.default_rng(order_ss)
+
+
+def read_test_ids(path) -> frozenset:
+    """UniProt ids (entry names or accessions), one per line; '#' comments and blank lines ignored."""
+    ids = set()
+    with open_text(path) as f:
+        for line in f:
+            token = line.split("#", 1)[0].strip()
+            if token:
+                ids.add(token.split()[0].lstrip(">"))
+    if not ids:
+        logger.warning("%s lists no ids", path)
+    return frozenset(ids)
+
+
+class _Progress:
+    """A records bar (count and rate) that also shows how far through the stored file we are."""
+
+    def __init__(self, desc: str, enabled: bool, stream: ThreadedInput | None = None, total: int | None = None):
+        self.bar = tqdm(desc=desc, unit=" rec", unit_scale=True, disable=not enabled, total=total,
+                        mininterval=1.0, smoothing=0.05, dynamic_ncols=True)
+        self.stream = stream
+        self._pending = 0
+
+    def tick(self, n: int = 1) -> None:
+        self._pending += n
+        if self._pending >= 2048:
+            self.flush()
+
+    def flush(self) -> None:
+        self.bar.update(self._pending)
+        self._pending = 0
+        if self.stream is not None and self.stream.size:
+            self.bar.set_postfix_str(f"{100.0 * self.stream.raw_bytes_read / self.stream.size:.0f}% of input",
+                                     refresh=False)
+
+    def close(self) -> None:
+        self.flush()
+        self.bar.close()
+
+
+def _input_info(role: str, path: Path, stream: ThreadedInput | None) -> dict:
+    digest = stream.digest if stream is not None and stream.digest else file_sha256(path)
+    return {"role": role, "path": str(Path(path).resolve()), "size": os.path.getsize(path), "sha256": digest}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The pipeline
+# ---------------------------------------------------------------------------------------------------
+def build_dataset(settings: DatasetSettings, ontology: GeneOntology | None = None) -> BuildSummary:
+    """Run the whole pipeline; see the module docstring. Returns a :class:`BuildSummary`.
+
+    ``ontology`` may pass an already loaded :class:`GeneOntology` of ``settings.go_obo`` (saves
+    reading it again when building several datasets); its skip counts are reset.
+    """
+    t0 = time.perf_counter()
+    seconds: dict = {}
+    for role, p in settings.input_paths.items():
+        if not p.is_file():
+            raise InputError(f"{role} input {str(p)!r} does not exist or is not a file")
+    if settings.test_ids_file is not None and not settings.test_ids_file.is_file():
+        raise InputError(f"test ids file {str(settings.test_ids_file)!r} does not exist or is not a file")
+
+    if ontology is None:
+        go = read_gene_ontology(settings.go_obo, follow_part_of=settings.follow_part_of)
+    else:
+        if ontology.follow_part_of != settings.follow_part_of:
+            raise InputError(f"the ontology passed was loaded with follow_part_of={ontology.follow_part_of}, "
+                             f"but settings.follow_part_of={settings.follow_part_of}")
+        go = ontology
+        go.skips = GoSkipCounts()
+    go_info = {"path": str(settings.go_obo.resolve()), "size": os.path.getsize(settings.go_obo),
+               "sha256": file_sha256(settings.go_obo), **go.summary()}
+    seconds["ontology"] = time.perf_counter() - t0
+    test_ids = read_test_ids(settings.test_ids_file) if settings.test_ids_file is not None else frozenset()
+
+    output = settings.output
+    scratch_parent = settings.temp_dir or output.parent
+    scratch_parent.mkdir(parents=True, exist_ok=True)
+    bucket_rng, order_rng = _shuffle_rngs(settings.seed)
+
+    with tempfile.TemporaryDirectory(prefix=f".{output.name}.tmp-", dir=scratch_parent) as tmp:
+        tmp = Path(tmp)
+        inputs: list[dict] = []
+        if settings.input_kind == "uniprot":
+            spool, stats = _spool_uniprot(settings, go, tmp, bucket_rng, inputs, seconds)
+        else:
+            spool, stats = _spool_joined(settings, go, tmp, bucket_rng, inputs, seconds)
+
+        counts = spool.term_counts
+        if spool.n == 0:
+            raise InputError("no records to write: " + stats.get("why_empty", "the inputs hold no usable records"))
+        kept = np.flatnonzero(counts >= settings.min_records_per_term)
+        if len(kept) == 0:
+            best = int(np.argmax(counts))
+            raise InputError(
+                f"no GO term is annotated to ≥ {settings.min_records_per_term} records (the most frequent, "
+                f"{go.terms[best]}, has {int(counts[best])} of {spool.n:,}); lower min_records_per_term (--min-records)")
+        annotations = [go.terms[i] for i in kept]
+        column_of = np.full(len(go.terms), -1, dtype=np.int64)
+        column_of[kept] = np.arange(len(kept))
+
+        t = time.perf_counter()
+        with atomic_write_path(output) as tmp_out:
+            written = _write_h5(tmp_out, settings, spool, annotations, column_of, order_rng, test_ids)
+            attrs = {
+                "format": "proteinbert pretraining dataset (2021 layout + metadata)",
+                "tool": "proteinbert create_dataset",
+                "tool_version": __version__,
+                "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "input_kind": settings.input_kind,
+                "inputs": json.dumps(inputs),
+                "go_release": go.release,
+                "go_obo": json.dumps(go_info),
+                "go_relations_followed": "+".join(go_info["relations_followed"]),
+                "min_records_per_term": int(settings.min_records_per_term),
+                "seed": int(settings.seed),
+                "test_probability": float(settings.test_probability),
+                "test_ids_file": "" if settings.test_ids_file is None else str(settings.test_ids_file.resolve()),
+                "n_records": int(spool.n),
+                "n_annotations": len(annotations),
+                "n_annotated_records": int(written["annotated"]),
+                "n_test_records": int(written["test"]),
+                "go_annotation_skips": json.dumps(go.skips.as_dict()),
+                "join_skips": json.dumps({k: v for k, v in stats.items() if k != "why_empty"}),
+            }
+            with h5py.File(tmp_out, "r+") as h5:
+                h5.attrs.update(attrs)
+            with PretrainingDataset(tmp_out) as check:  # never rename a file the reader would refuse
+                if len(check) != spool.n or check.n_annotations != len(annotations):
+                    raise FormatError("written file does not hold what was written", tmp_out)
+        seconds["write"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - t0
+
+    summary = BuildSummary(
+        output=str(output), n_records=int(spool.n), n_annotations=len(annotations),
+        n_annotated_records=int(written["annotated"]), n_test_records=int(written["test"]),
+        n_source_records=int(stats["source_records"]), n_missing_sequences=int(stats.get("missing_sequences", 0)),
+        missing_sequence_examples=tuple(stats.get("missing_examples", ())),
+        n_sequences_without_entry=int(stats.get("sequences_without_entry", 0)),
+        test_ids_listed=len(test_ids), test_ids_not_found=len(test_ids) - int(written["test_ids_found"]),
+        go=go_info, go_annotations=go.skips.as_dict(), inputs=tuple(inputs),
+        seconds={k: round(v, 3) for k, v in seconds.items()},
+    )
+    logger.info("%s", summary.describe())
+    return summary
+
+
+def _spool_uniprot(settings, go: GeneOntology, tmp: Path, rng, inputs: list, seconds: dict):
+    t = time.perf_counter()
+    path = settings.xml
+    size = os.path.getsize(path)
+    # ~1.5 kB of gzipped UniProtKB XML per entry; a wrong guess only costs a re-split later.
+    n_buckets = int(min(256, max(1, math.ceil(size / 1500 / settings.records_per_bucket))))
+    spool = _BucketSpool(tmp, n_buckets, rng, len(go.terms))
+    n = 0
+    with ThreadedInput(path) as stream:
+        progress = _Progress("UniProtKB XML", settings.progress, stream)
+        try:
+            for rec in parse_uniprot_xml(stream, str(path)):
+                terms = go.propagate(go.resolve_many(rec.go_ids)) if rec.go_ids else _EMPTY
+                spool.add(rec.name, rec.accession, rec.seq, terms, str(path), rec.line)
+                n += 1
+                progress.tick()
+        finally:
+            progress.close()
+            spool.close()
+        inputs.append(_input_info("uniprot_xml", path, stream))
+    seconds["xml"] = time.perf_counter() - t
+    return spool, {"source_records": n, "why_empty": f"{path} has no entries"}
+
+
+def _spool_joined(settings, go: GeneOntology, tmp: Path, rng, inputs: list, seconds: dict):
+    # Stage 1: annotation source -> on-disk table.
+    t = time.perf_counter()
+    if settings.input_kind == "uniref":
+        src_path, role, desc = settings.xml, "uniref_xml", "UniRef XML"
+    else:
+        src_path, role, desc = settings.go_tsv, "go_tsv", "GO TSV"
+    store = _AnnotationStore(tmp / "annotations.sqlite", str(src_path))
+    try:
+        if settings.input_kind == "uniref":
+            stream = ThreadedInput(src_path)
+            records = ((r.key, r.name, r.accession, r.go_ids) for r in parse_uniref_xml(stream, str(src_path)))
+            closer = stream
+        else:
+            stream, text = open_threaded_text(src_path)
+            records = ((r.accession, r.accession, r.accession, r.go_ids) for r in parse_go_tsv(text, str(src_path)))
+            closer = text
+        progress = _Progress(desc, settings.progress, stream)
+        with closer:
+            try:
+                for key, name, acc, go_ids in records:
+                    direct = sorted(set(go.resolve_many(go_ids))) if go_ids else ()
+                    store.add(key, name, acc, np.asarray(direct, dtype=np.int32).tobytes())
+                    progress.tick()
+            finally:
+                progress.close()
+            inputs.append(_input_info(role, src_path, stream))
+        store.finish()
+        seconds[role] = time.perf_counter() - t
+        logger.info("%s: %d entries from %s; %s", desc, store.n, src_path, go.skips.describe())
+
+        # Stage 2: stream the FASTA, join on the id, propagate, spool.
+        t = time.perf_counter()
+        n_buckets = int(min(256, max(1, math.ceil(store.n / settings.records_per_bucket))))
+        spool = _BucketSpool(tmp, n_buckets, rng, len(go.terms))
+        matched = np.zeros(store.n + 1, dtype=bool)
+        without_entry = 0
+        fasta_path = settings.fasta
+        raw, text = open_threaded_text(fasta_path)
+        progress = _Progress("FASTA join", settings.progress, raw)
+        with text:
+            try:
+                for rec in parse_fasta(text, str(fasta_path)):
+                    progress.tick()
+                    row = store.get(rec.id)
+                    if row is None:
+                        without_entry += 1
+                        continue
+                    rowid, name, acc, blob = row
+                    if matched[rowid]:
+                        raise FormatError(f"sequence id {rec.id!r} occurs more than once", fasta_path, rec.line)
+                    matched[rowid] = True
+                    direct = np.frombuffer(blob, dtype=np.int32)
+                    terms = go.propagate(direct.tolist()) if len(direct) else _EMPTY
+                    spool.add(name, acc, rec.seq, terms, str(fasta_path), rec.line)
+            finally:
+                progress.close()
+                spool.close()
+            inputs.append(_input_info("fasta", fasta_path, raw))
+        seconds["fasta_join"] = time.perf_counter() - t
+
+        missing_rows = np.flatnonzero(~matched[1:]) + 1
+        stats = {"source_records": store.n, "matched": int(spool.n), "missing_sequences": int(len(missing_rows)),
+                 "missing_examples": store.names_of(missing_rows[:5]), "sequences_without_entry": without_entry,
+                 "why_empty": f"no id of {src_path} ({store.n:,} entries) matches an id of {fasta_path}"}
+    finally:
+        store.close()
+    if without_entry:
+        logger.warning("%d sequences in %s have no entry in %s and were skipped", without_entry, fasta_path, src_path)
+    if stats["missing_sequences"]:
+        message = (f"{stats['missing_sequences']:,} of {store.n:,} entries in {src_path} have no sequence in {fasta_path}, "
+                   f"e.g. {', '.join(stats['missing_examples'])}")
+        if settings.fail_on_missing_sequences:
+            raise InputError(message)
+        logger.warning("%s (skipped)", message)
+    return spool, stats
+
+
+def _write_h5(path, settings, spool: _BucketSpool, annotations, column_of, rng, test_ids) -> dict:
+    n, n_ann = spool.n, len(annotations)
+    block_rows = max(1, min(16384, (64 << 20) // max(n_ann, 1)))
+    test_rng = rng_for_test_set(settings.seed)
+    p_test = float(settings.test_probability)
+    found: set = set()
+    annotated = n_test = 0
+    offset = 0
+    progress = _Progress("write HDF5", settings.progress, total=n)
+    try:
+        with h5py.File(path, "w") as h5:
+            d = create_pretraining_datasets(h5, n, annotations)
+            acc_dset = h5.create_dataset("uniprot_accessions", shape=(n,), dtype=h5py.string_dtype())
+            for bpath, count in zip(spool.paths, spool.sizes):
+                for records in _shuffled_chunks(bpath, count, settings.records_per_bucket, rng):
+                    for start in range(0, len(records), block_rows):
+                        block = records[start:start + block_rows]
+                        m = len(block)
+                        names = [r[0] for r in block]
+                        accs = [r[1] for r in block]
+                        seqs = [r[2] for r in block]
+                        term_lists = [r[3] for r in block]
+                        sizes = np.fromiter((len(x) for x in term_lists), dtype=np.int64, count=m)
+                        mask = np.zeros((m, n_ann), dtype=bool)
+                        if sizes.sum():
+                            cols = column_of[np.concatenate(term_lists)]
+                            rows = np.repeat(np.arange(m), sizes)
+                            keep = cols >= 0
+                            mask[rows[keep], cols[keep]] = True
+                        annotated += int(mask.any(axis=1).sum())
+                        test = np.zeros(m, dtype=bool)
+                        if test_ids:
+                            for i, (nm, ac) in enumerate(zip(names, accs)):
+                                if nm in test_ids or ac in test_ids:
+                                    test[i] = True
+                                    found.update(x for x in (nm, ac) if x in test_ids)
+                        if p_test > 0:
+                            test |= test_rng.random(m) < p_test
+                        n_test += int(test.sum())
+                        sl = slice(offset, offset + m)
+                        d["uniprot_ids"][sl] = np.array(names, dtype=object)
+                        acc_dset[sl] = np.array(accs, dtype=object)
+                        d["seqs"][sl] = np.array(seqs, dtype=object)
+                        d["seq_lengths"][sl] = np.fromiter((len(s) for s in seqs), dtype=np.int32, count=m)
+                        d["annotation_masks"][sl] = mask
+                        d["test_set_mask"][sl] = test
+                        offset += m
+                        progress.tick(m)
+    finally:
+        progress.close()
+    if offset != n:
+        raise FormatError(f"spooled {n} records but read back {offset}", str(path))
+    return {"annotated": annotated, "test": n_test, "test_ids_found": len(found)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Test-set designation for an existing file
+# ---------------------------------------------------------------------------------------------------
+def set_test_set(dataset_path, test_ids_file=None, test_probability: float = 0.0, seed: int = 0,
+                 output=None, progress: bool = True) -> dict:
+    """Rewrite ``test_set_mask`` of an existing pretraining file (ours or a 2021 one).
+
+    A record is in the test set if its ``uniprot_ids`` (or ``uniprot_accessions``) entry is listed
+    in ``test_ids_file``, or with probability ``test_probability`` (the draw of
+    :func:`rng_for_test_set`, as in ``build_dataset``). Without ``output`` the file is changed in place:
+    the new mask is written to a temporary dataset first and swapped in only when complete. With
+    ``output`` a copy is written atomically and the input is left untouched.
+    """
+    import shutil
+
+    dataset_path = Path(dataset_path)
+    if not 0.0 <= float(test_probability) <= 1.0:
+        raise InputError(f"test_probability must be in [0, 1]. Received: test_probability={test_probability}")
+    if test_ids_file is None and float(test_probability) == 0.0:
+        raise InputError("give test ids (test_ids_file) and/or a test probability > 0")
+    test_ids = read_test_ids(test_ids_file) if test_ids_file is not None else frozenset()
+    with PretrainingDataset(dataset_path) as ds:  # validates the layout first
+        n = len(ds)
+
+    def apply(path) -> dict:
+        rng = rng_for_test_set(seed)
+        found: set = set()
+        chunk = 1 << 16
+        with h5py.File(path, "r+") as h5:
+            if "test_set_mask.partial" in h5:
+                del h5["test_set_mask.partial"]
+            new = h5.create_dataset("test_set_mask.partial", shape=(n,), dtype=bool)
+            has_acc = "uniprot_accessions" in h5
+            n_test = 0
+            bar = tqdm(total=n, desc="test set", unit=" rec", unit_scale=True, disable=not progress, mininterval=1.0)
+            for start in range(0, n, chunk):
+                stop = min(n, start + chunk)
+                m = stop - start
+                mask = np.zeros(m, dtype=bool)
+                if test_ids:
+                    names = [v.decode() if isinstance(v, bytes) else str(v) for v in h5["uniprot_ids"][start:stop]]
+                    accs = ([v.decode() if isinstance(v, bytes) else str(v) for v in h5["uniprot_accessions"][start:stop]]
+                            if has_acc else [""] * m)
+                    for i, (nm, ac) in enumerate(zip(names, accs)):
+                        if nm in test_ids or ac in test_ids:
+                            mask[i] = True
+                            found.update(x for x in (nm, ac) if x in test_ids)
+                if test_probability > 0:
+                    mask |= rng.random(m) < test_probability
+                new[start:stop] = mask
+                n_test += int(mask.sum())
+                bar.update(m)
+            bar.close()
+            del h5["test_set_mask"]
+            h5.move("test_set_mask.partial", "test_set_mask")
+            h5.attrs.update({"test_probability": float(test_probability), "seed_test_set": int(seed),
+                             "test_ids_file": "" if test_ids_file is None else str(Path(test_ids_file).resolve()),
+                             "n_test_records": n_test})
+        return {"path": str(output or dataset_path), "n_records": n, "n_test_records": n_test,
+                "test_ids_listed": len(test_ids), "test_ids_not_found": len(test_ids) - len(found)}
+
+    if output is None:
+        result = apply(dataset_path)
+    else:
+        with atomic_write_path(output) as tmp:
+            shutil.copyfile(dataset_path, tmp)
+            result = apply(tmp)
+    logger.info("test set: %d of %d records (%d ids listed, %d not found)", result["n_test_records"], n,
+                result["test_ids_listed"], result["test_ids_not_found"])
+    return result

@@ -1,0 +1,1 @@
+"""Training: pretraining loop, staged fine-tuning, evaluation."""

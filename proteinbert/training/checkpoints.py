@@ -1,0 +1,177 @@
+"""Pretraining saves: atomic directories holding weights, optimizer state and the run's state.
+
+A save is a directory ``epoch_{E}_sample_{S}/`` inside the output directory with
+
+* ``epoch_{E}_sample_{S}.pkl`` — the 2021 interchange format: ``(n_annotations, model weights in
+  released order, LAMB state [iterations int64, first moments, second moments] in weight order)``;
+* ``stream.npz`` — where the batch stream stands (step, next chunk, record ids waiting per episode);
+* ``state.json`` — counters, learning rate and plateau state, settings, architecture, history and
+  the GO term list of the annotation slots (the mapping the released model lost).
+
+It is written in a hidden temporary directory and renamed into place, so a crash or a full disk
+during a save leaves every earlier save as it was. Only complete saves are listed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import WeightsError
+from ..weights import ReleasedWeights, read_pkl, released_variables, write_pkl
+
+logger = logging.getLogger(__name__)
+
+SAVE_PATTERN = re.compile(r"^epoch_(\d+)_sample_(\d+)$")
+STATE_FILE = "state.json"
+STREAM_FILE = "stream.npz"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SaveInfo:
+    path: Path
+    epoch: int
+    samples: int
+
+    @property
+    def pkl_path(self) -> Path:
+        return self.path / f"{self.path.name}.pkl"
+
+
+def save_name(epoch: int, samples: int) -> str:
+    return f"epoch_{int(epoch)}_sample_{int(samples)}"
+
+
+def list_saves(output_dir) -> list[SaveInfo]:
+    """Complete saves in ``output_dir``, oldest first."""
+    out = []
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return out
+    for p in output_dir.iterdir():
+        m = SAVE_PATTERN.match(p.name)
+        if m and p.is_dir() and (p / STATE_FILE).is_file():
+            out.append(SaveInfo(p, int(m.group(1)), int(m.group(2))))
+    return sorted(out, key=lambda s: (s.epoch, s.samples))
+
+
+def latest_save(output_dir) -> SaveInfo | None:
+    saves = list_saves(output_dir)
+    return saves[-1] if saves else None
+
+
+def remove_partial_saves(output_dir) -> None:
+    """Delete temporary directories left by a save that was interrupted."""
+    output_dir = Path(output_dir)
+    if output_dir.is_dir():
+        for p in output_dir.glob(".partial-*"):
+            logger.info("removing the unfinished save %s", p)
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def write_save(output_dir, epoch: int, samples: int, weights: ReleasedWeights, state: dict,
+               stream_arrays: dict) -> SaveInfo:
+    """Write one save atomically; returns where it is."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    name = save_name(epoch, samples)
+    final = output_dir / name
+    tmp = Path(tempfile.mkdtemp(prefix=f".partial-{name}-", dir=output_dir))
+    try:
+        write_pkl(tmp / f"{name}.pkl", weights)
+        with open(tmp / STREAM_FILE, "wb") as f:
+            np.savez(f, **stream_arrays)
+        with open(tmp / STATE_FILE, "w") as f:
+            json.dump({"format_version": FORMAT_VERSION, **state}, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        if final.exists():  # a save of the same position (a re-run): swap it out last
+            old = Path(tempfile.mkdtemp(prefix=f".partial-old-{name}-", dir=output_dir))
+            os.replace(final, old / name)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("saved %s", final)
+    return SaveInfo(final, int(epoch), int(samples))
+
+
+def read_save(save: SaveInfo | str | os.PathLike):
+    """``(ReleasedWeights, state dict, stream arrays)`` of a save directory."""
+    if not isinstance(save, SaveInfo):
+        path = Path(save)
+        m = SAVE_PATTERN.match(path.name)
+        if not m:
+            raise WeightsError(f"{path}: not a pretraining save directory (expected a name like epoch_10_sample_1280)")
+        save = SaveInfo(path, int(m.group(1)), int(m.group(2)))
+    try:
+        with open(save.path / STATE_FILE) as f:
+            state = json.load(f)
+        with np.load(save.path / STREAM_FILE) as z:
+            stream = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{save.path}: unreadable save ({exc})") from exc
+    return read_pkl(save.pkl_path), state, stream
+
+
+def prune_saves(output_dir, save_every: int, keep_every: int) -> list[Path]:
+    """Apply the keep-every-Mth policy: save number ``k = epoch // save_every`` stays if
+    ``k % keep_every == 0``; the newest always stays. Returns the deleted paths."""
+    saves = list_saves(output_dir)
+    deleted = []
+    for s in saves[:-1]:
+        k = s.epoch // max(save_every, 1)
+        if keep_every > 0 and k % keep_every == 0:
+            continue
+        shutil.rmtree(s.path, ignore_errors=True)
+        deleted.append(s.path)
+    return deleted
+
+
+# -- LAMB state in the 2021 order --------------------------------------------------------------
+def export_lamb_state(model, optimizer) -> list:
+    """``[iterations (int64), first moments…, second moments…]`` in released weight order."""
+    if not optimizer.built:
+        return []
+    variables = released_variables(model)
+    moments = [optimizer._momentums[optimizer._get_variable_index(v)] for v in variables]
+    velocities = [optimizer._velocities[optimizer._get_variable_index(v)] for v in variables]
+    return ([np.int64(optimizer.iterations.numpy())]
+            + [np.asarray(m.numpy(), np.float32) for m in moments]
+            + [np.asarray(v.numpy(), np.float32) for v in velocities])
+
+
+def import_lamb_state(model, optimizer, arrays, source: str = "optimizer state") -> bool:
+    """Set a built Keras ``Lamb``'s state from the 2021 list; ``False`` (and a warning) if it does not fit."""
+    variables = released_variables(model)
+    n = len(variables)
+    arrays = list(arrays or [])
+    if len(arrays) != 1 + 2 * n:
+        if arrays:
+            logger.warning("%s: %d optimizer arrays, expected %d (1 + 2 × %d weights); starting the "
+                           "optimizer afresh", source, len(arrays), 1 + 2 * n, n)
+        return False
+    bad = [f"{v.path} {tuple(v.shape)} vs {tuple(np.shape(a))}"
+           for v, a in zip(variables * 2, arrays[1:]) if tuple(np.shape(a)) != tuple(v.shape)]
+    if bad:
+        logger.warning("%s: optimizer moments do not fit (%s); starting the optimizer afresh", source,
+                       "; ".join(bad[:3]))
+        return False
+    optimizer.iterations.assign(int(np.asarray(arrays[0])))
+    for v, m, s in zip(variables, arrays[1:1 + n], arrays[1 + n:]):
+        idx = optimizer._get_variable_index(v)
+        optimizer._momentums[idx].assign(np.asarray(m, np.float32))
+        optimizer._velocities[idx].assign(np.asarray(s, np.float32))
+    return True

@@ -1,0 +1,78 @@
+"""Open and save backbones in every supported format, chosen by file extension.
+
+* ``.pkl`` — the released 2021 format (readable by the 2021 code);
+* ``.keras`` — a whole Keras model file (architecture + weights);
+* ``.weights.h5`` — Keras weights only (the architecture must be given to read it back).
+
+>>> model = load_backbone("../shared/fixtures/small_lamb.pkl")  # doctest: +SKIP
+>>> save_backbone(model, "small.keras")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from ..errors import InputError, WeightsError
+from ..io_utils import atomic_write_path
+from ..model.backbone import ProteinBertBackbone
+from .pkl import write_pkl
+from .released import backbone_from_released, export_released_weights
+
+FORMATS = (".pkl", ".keras", ".weights.h5")
+
+
+def weights_format(path) -> str:
+    name = Path(path).name
+    for suffix in (".weights.h5", ".keras", ".pkl"):
+        if name.endswith(suffix):
+            return suffix
+    raise InputError(f"unknown weights format for {path}: expected one of {', '.join(FORMATS)}")
+
+
+def _with_dtype(model: ProteinBertBackbone, dtype) -> ProteinBertBackbone:
+    if dtype is None or dtype == model.policy_name:
+        return model
+    clone = ProteinBertBackbone(**model.architecture, dtype=dtype)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def load_backbone(path, dtype=None, architecture: dict | None = None) -> ProteinBertBackbone:
+    """Open a backbone from ``.pkl``, ``.keras`` or (with ``architecture``) ``.weights.h5``."""
+    path = Path(path)
+    fmt = weights_format(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    if fmt == ".pkl":
+        return backbone_from_released(path, **({"dtype": dtype} if dtype else {}))
+    if fmt == ".keras":
+        try:
+            model = keras.saving.load_model(path, compile=False)
+        except (ValueError, OSError, KeyError, TypeError) as exc:
+            raise WeightsError(f"{path}: not a loadable .keras model ({exc})") from exc
+        if not isinstance(model, ProteinBertBackbone):
+            raise WeightsError(f"{path}: holds a {type(model).__name__}, not a ProteinBertBackbone")
+        return _with_dtype(model, dtype)
+    if architecture is None:
+        raise InputError(f"{path}: a .weights.h5 file holds no architecture; pass architecture=...")
+    model = ProteinBertBackbone(**architecture, dtype=dtype)
+    try:
+        model.load_weights(path)
+    except (ValueError, OSError, KeyError) as exc:
+        raise WeightsError(f"{path}: weights do not fit the architecture {architecture} ({exc})") from exc
+    return model
+
+
+def save_backbone(model: ProteinBertBackbone, path, optimizer_weights=None) -> None:
+    """Save atomically in the format named by ``path``'s extension."""
+    fmt = weights_format(path)
+    if fmt == ".pkl":
+        write_pkl(path, export_released_weights(model, optimizer_weights))
+        return
+    with atomic_write_path(path) as tmp:
+        if fmt == ".keras":
+            model.save(tmp)
+        else:
+            model.save_weights(tmp)

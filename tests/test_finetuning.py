@@ -1,0 +1,197 @@
+"""Fine-tuning: output specs, label checks, length buckets, the head, parity with 2021, save/load."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import require_shared
+from proteinbert.errors import InputError
+from proteinbert.model import ProteinBertBackbone
+from proteinbert.training.finetuning import (
+    DEFAULT_STAGES, EncodedSet, FinetuneConfig, FinetunedModel, OutputSpec, Stage, bucket_length,
+    build_finetuning_model, default_stages, encode_labels, finetune_from_backbone, length_batches, parse_stage,
+)
+
+TINY = dict(d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4)
+QUICK = FinetuneConfig(stages=(Stage("frozen", 1e-2, 1, False, 64, 16), Stage("unfrozen", 1e-3, 1, True, 64, 16)))
+
+
+def tiny_backbone(n_annotations=4, **kw):
+    return ProteinBertBackbone(n_annotations=n_annotations, **{**TINY, **kw})
+
+
+def read_benchmark(name, split, n=None):
+    path = require_shared("data", "protein_benchmarks", f"{name}.{split}.csv")
+    frame = pd.read_csv(path, dtype=str)
+    return frame if n is None else frame.iloc[:n]
+
+
+# ---- parity with the 2021 fine-tuned model ------------------------------------------------------
+
+def test_parity_with_2021_finetuned_weights():
+    from proteinbert.weights import backbone_from_released, released_variables
+
+    expected = np.load(require_shared("fixtures", "small_finetune_expected.npz"))
+    backbone = backbone_from_released(require_shared("fixtures", "small_lamb.pkl"))
+    model = build_finetuning_model(backbone, OutputSpec("global", "binary"))
+    import json
+
+    layout = json.loads(str(expected["meta_json"]))["weight_layout"]
+    # Pretrained weights in .pkl order minus output-seq (not on the global path), then the head.
+    targets = [v for v in released_variables(backbone) if not v.path.startswith("output-seq/")]
+    head = model.get_layer("head-dense")
+    targets += [head.kernel, head.bias]
+    assert len(targets) == len(layout) == 53
+    for i, (var, (layer, name, shape)) in enumerate(zip(targets, layout)):
+        assert tuple(var.shape) == tuple(shape), (i, name)
+        var.assign(expected[f"weight_{i:03d}"])
+    assert model.count_params() == 84773
+    for suffix in ("", "_L2"):
+        x = [expected["X_seq" + suffix], expected["X_annotations" + suffix]]
+        pred = np.asarray(model(x, training=False))
+        np.testing.assert_allclose(pred, expected["predictions" + suffix], atol=1e-5, rtol=0)
+
+
+# ---- specs and labels ---------------------------------------------------------------------------
+
+def test_spec_from_labels_sorts_numbers_numerically():
+    spec = OutputSpec.from_labels("global", "categorical", ["10", "9", 2, "9"])
+    assert spec.labels == ("2", "9", "10")
+    assert OutputSpec.from_json(spec.to_json()) == spec
+
+
+@pytest.mark.parametrize("level,task,labels", [("local", "multilabel", ("a",)), ("global", "bogus", ()),
+                                               ("local", "categorical", ("ab", "c")),
+                                               ("global", "binary", ("0", "1"))])
+def test_bad_specs(level, task, labels):
+    with pytest.raises(InputError):
+        OutputSpec(level, task, labels)
+
+
+def test_bad_labels_name_every_row():
+    seqs = ["MKV", "MKVL", "MK", "MKV"]
+    with pytest.raises(InputError, match=r"row 1: 'x'.*row 2: missing.*row 3: 2"):
+        encode_labels(OutputSpec("global", "binary"), seqs, [1, "x", float("nan"), 2])
+    with pytest.raises(InputError, match=r"line 5: per-residue label has 2 characters, the sequence 3"):
+        encode_labels(OutputSpec("local", "binary"), ["MKV"], ["01"], row_ids=["line 5"])
+    with pytest.raises(InputError, match=r"row 0: category 'z' was not seen in training"):
+        encode_labels(OutputSpec("global", "categorical", ("a", "b")), ["MK"], ["z"])
+    with pytest.raises(InputError, match=r"row 0: per-residue categories \['3'\]"):
+        encode_labels(OutputSpec("local", "categorical", ("0", "1", "2")), ["MKV"], ["013"])
+    with pytest.raises(InputError, match=r"row 1: 'inf' is not a finite number"):
+        encode_labels(OutputSpec("global", "numeric"), ["MK", "MK"], ["0.5", "inf"])
+    with pytest.raises(InputError, match=r"label\(s\) \['GO:3'\] not seen"):
+        encode_labels(OutputSpec("global", "multilabel", ("GO:1", "GO:2")), ["MK"], ["GO:1;GO:3"])
+
+
+def test_disorder_labels_keep_leading_zeros():
+    frame = read_benchmark("disorder_secondary_structure", "valid", 50)
+    spec = OutputSpec("local", "binary")
+    encoded = encode_labels(spec, list(frame.seq), list(frame.label))
+    assert all(len(y) == len(s) for y, s in zip(encoded, frame.seq))
+    assert any(lab.startswith("0") for lab in frame.label)
+
+
+def test_empty_split_is_an_error():
+    with pytest.raises(InputError, match="empty"):
+        EncodedSet.build(OutputSpec("global", "binary"), [], [], 4)
+    with pytest.raises(InputError, match="training split is empty"):
+        finetune_from_backbone(tiny_backbone(), OutputSpec("global", "binary"), [], [])
+
+
+# ---- batching -----------------------------------------------------------------------------------
+
+def test_bucket_lengths_and_batches_keep_every_record():
+    assert [bucket_length(n) for n in (3, 16, 17, 64, 65, 72, 512, 513, 4000)] == [16, 16, 32, 64, 80, 80, 512, 640, 4096]
+    lengths = np.array([40, 70, 300, 600, 1100, 45, 2000])
+    batches = length_batches(lengths, seq_len=512, batch_size=4, rng=np.random.default_rng(0))
+    seen = np.sort(np.concatenate([b for b, _ in batches]))
+    assert seen.tolist() == list(range(len(lengths)))
+    for indices, padded in batches:
+        assert all(lengths[indices] <= padded)
+        # Longer than the stage length: the batch shrinks by the length ratio.
+        assert len(indices) <= max(1, 4 * 512 // padded)
+    fixed = length_batches(lengths, seq_len=512, batch_size=4, padding="fixed")
+    assert sorted({L for _, L in fixed}) == [512, 1024, 2048]
+
+
+def test_per_residue_batch_alignment_and_crop():
+    spec = OutputSpec("local", "categorical", ("0", "1", "2"))
+    data = EncodedSet.build(spec, ["MKVLA", "MK"], ["01201", "22"], 4, crop_len=3)
+    assert [len(t) for t in data.tokens] == [3, 2]
+    (x, a), y, w = data.batch(np.array([0, 1]), 8)
+    assert x[0].tolist() == [23, 10, 8, 18, 24, 25, 25, 25]
+    assert y[0, 1:4].tolist() == [0, 1, 2] and w[0].tolist() == [0, 1, 1, 1, 0, 0, 0, 0]
+    assert w[1].tolist() == [0, 1, 1, 0, 0, 0, 0, 0]
+    assert a.shape == (2, 4)
+
+
+# ---- schedule -----------------------------------------------------------------------------------
+
+def test_default_schedule_matches_2021():
+    assert [(s.name, s.learning_rate, s.max_epochs, s.train_pretrained, s.seq_len, s.batch_size)
+            for s in DEFAULT_STAGES] == [("frozen", 1e-2, 40, False, 512, 32), ("unfrozen", 1e-4, 40, True, 512, 32),
+                                         ("final", 1e-5, 1, True, 1024, 16)]
+    assert default_stages() == DEFAULT_STAGES
+    assert parse_stage("a:1e-3:2:unfrozen").train_pretrained
+    with pytest.raises(InputError):
+        parse_stage("a:1e-3:two:frozen")
+    with pytest.raises(InputError):
+        Stage("x", 0.0, 1, True)
+
+
+def test_frozen_stage_leaves_backbone_untouched():
+    frame = read_benchmark("signalP_binary", "train", 48)
+    backbone = tiny_backbone()
+    before = [w.copy() for w in backbone.get_weights()]
+    config = FinetuneConfig(stages=(Stage("frozen", 1e-2, 1, False, 64, 16),))
+    fm = finetune_from_backbone(backbone, OutputSpec("global", "binary"), list(frame.seq), list(frame.label),
+                                config=config)
+    for a, b in zip(before, backbone.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert fm.metadata["stages"][0]["epochs"] == 1
+
+
+@pytest.mark.parametrize("level,task,dataset", [
+    ("global", "binary", "signalP_binary"),
+    ("global", "categorical", "scop"),
+    ("global", "numeric", "stability"),
+    ("local", "categorical", "secondary_structure"),
+])
+def test_finetune_save_load_identical(tmp_path, level, task, dataset):
+    split = "valid" if level == "local" else "train"
+    frame = read_benchmark(dataset, split, 40)
+    seqs, labels = list(frame.seq), list(frame.label)
+    fm = finetune_from_backbone(tiny_backbone(), OutputSpec(level, task), seqs[:32], labels[:32],
+                                seqs[32:], labels[32:], config=QUICK, hidden_layers="last")
+    preds = fm.predict(seqs[32:])
+    assert all(np.all(np.isfinite(p)) for p in preds)
+    if level == "local":
+        assert [p.shape for p in preds] == [(len(s), 3) for s in seqs[32:]]
+    fm.save(tmp_path / "model")
+    again = FinetunedModel.load(tmp_path / "model")
+    assert again.spec == fm.spec
+    for a, b in zip(preds, again.predict(seqs[32:])):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(InputError, match="exists"):
+        fm.save(tmp_path / "model")
+
+
+def test_multilabel_and_local_numeric():
+    seqs = ["MKVLAAG", "MKKW", "MAAAAAAAV", "MKV"]
+    spec = OutputSpec.from_labels("global", "multilabel", ["GO:1;GO:2", "GO:2", "", "GO:1"])
+    assert spec.labels == ("GO:1", "GO:2")
+    fm = finetune_from_backbone(tiny_backbone(), OutputSpec("global", "multilabel"), seqs,
+                                ["GO:1;GO:2", "GO:2", "", "GO:1"], config=QUICK)
+    assert fm.predict(seqs)[0].shape == (2,)
+    numbers = [";".join(str(i * 0.1) for i in range(len(s))) for s in seqs]
+    fm = finetune_from_backbone(tiny_backbone(), OutputSpec("local", "numeric"), seqs, numbers, config=QUICK)
+    assert [p.shape for p in fm.predict(seqs)] == [(len(s), 1) for s in seqs]
+
+
+def test_long_records_are_kept_not_dropped():
+    # 700 residues is longer than the stage length (64): trained on, in a batch of its own size.
+    rng = np.random.default_rng(1)
+    seqs = ["".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), size=n)) for n in (20, 30, 700)]
+    fm = finetune_from_backbone(tiny_backbone(), OutputSpec("global", "binary"), seqs, [0, 1, 1], config=QUICK)
+    assert len(fm.predict(seqs)) == 3

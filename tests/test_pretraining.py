@@ -1,0 +1,286 @@
+"""Pretraining: losses, saves (atomic, keep policy, 2021 .pkl), exact resume, faults, CLI, replicas."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from proteinbert.data.pretraining_batches import PretrainingDataSettings
+from proteinbert.errors import InputError
+from proteinbert.training import checkpoints
+from proteinbert.training.pretraining import (
+    Pretrainer, PretrainingSettings, TrainingDivergedError, pretrain, predict_go_terms,
+)
+from proteinbert.weights import read_pkl, released_weight_names, write_pkl
+
+from conftest import REPO, require_shared
+from pretraining_h5 import read_sp2014, write_pretraining_h5
+
+ARCH = dict(d_seq=16, d_global=32, n_blocks=1, n_heads=2, d_key=8)
+DATA = PretrainingDataSettings(episodes=((32, 8), (64, 4)), steps_per_episode=3, chunk_size=64,
+                               holdout_records=40, seed=3)
+
+
+def settings(out, **kw):
+    base = dict(output_dir=str(out), data=DATA, steps_per_epoch=4, max_epochs=4, save_every_epochs=1,
+                keep_every_saves=2, progress=False, learning_rate=1e-3, eval_max_records=40)
+    base.update(kw)
+    return PretrainingSettings(**base)
+
+
+@pytest.fixture(scope="module")
+def h5_path(tmp_path_factory):
+    d = require_shared("data", "swissprot_go_2014")
+    records = read_sp2014(d / "sp2014_go.2k.fasta.gz", d / "sp2014_go.2k.go.tsv.gz", n=300)
+    path = tmp_path_factory.mktemp("pt") / "sp300.h5"
+    write_pretraining_h5(path, records, min_records=3, test_fraction=0.1)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(h5_path, tmp_path_factory):
+    """An uninterrupted 4-epoch run (16 steps) that the other runs must reproduce."""
+    out = tmp_path_factory.mktemp("ref")
+    return out, pretrain(h5_path, settings(out), architecture=ARCH)
+
+
+def _losses(result):
+    return np.array([l[1:] for l in result.step_losses])
+
+
+def test_run_saves_history_and_2021_pkl(reference, h5_path):
+    out, result = reference
+    assert result.stopped == "max_epochs" and result.step == 16 and result.epoch == 4
+    assert result.samples == 8 * 3 + 4 * 3 + 8 * 3 + 4 * 3 + 8 * 3 + 4  # episode rotation every 3 steps
+    losses = _losses(result)
+    assert np.isfinite(losses).all() and losses[:, 0].mean() > 1.0
+    # keep policy: saves 1..4, keep every 2nd and the newest
+    assert [s.epoch for s in checkpoints.list_saves(out)] == [2, 4]
+    last = checkpoints.latest_save(out)
+    assert last.path.name == f"epoch_4_sample_{result.samples}"
+    w = read_pkl(last.pkl_path)
+    n = len(released_weight_names(ARCH["n_blocks"]))
+    assert len(w.model_weights) == n and len(w.optimizer_weights) == 1 + 2 * n
+    assert isinstance(w.optimizer_weights[0], np.integer) and int(w.optimizer_weights[0]) == 16
+    for arr, m, v in zip(w.model_weights, w.optimizer_weights[1:n + 1], w.optimizer_weights[n + 1:]):
+        assert arr.shape == m.shape == v.shape
+    assert (np.concatenate([v.ravel() for v in w.optimizer_weights[n + 1:]]) >= 0).all()  # second moments
+    state = json.loads((last.path / "state.json").read_text())
+    assert state["annotations"][:2] == sorted(state["annotations"])[:2] and len(state["annotations"]) == w.n_annotations
+    assert state["step"] == 16 and state["architecture"]["d_seq"] == 16
+    history = (out / "history.tsv").read_text().splitlines()
+    assert len(history) == 1 + 5 and "eval_go_auc" in history[0]
+    assert list((out / "tensorboard").iterdir())
+    assert not list(out.glob(".partial-*"))
+
+
+def test_resume_continues_exactly(reference, h5_path, tmp_path):
+    _, ref = reference
+    first = pretrain(h5_path, settings(tmp_path, max_epochs=2), architecture=ARCH)
+    with pytest.raises(InputError, match="already holds saves"):
+        Pretrainer(h5_path, settings(tmp_path), architecture=ARCH)
+    second = pretrain(h5_path, settings(tmp_path), resume=True)
+    resumed = np.concatenate([_losses(first), _losses(second)])
+    np.testing.assert_allclose(resumed, _losses(ref), rtol=1e-5, atol=1e-6)
+    assert second.samples == ref.samples
+    a = read_pkl(checkpoints.latest_save(tmp_path).pkl_path)
+    b = read_pkl(checkpoints.latest_save(reference[0]).pkl_path)
+    for x, y in zip(a.model_weights + a.optimizer_weights[1:], b.model_weights + b.optimizer_weights[1:]):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+
+
+def test_ctrl_c_stops_cleanly_and_resumes(reference, h5_path, tmp_path):
+    _, ref = reference
+
+    def interrupt_at_6(trainer, step, metrics):
+        if step == 6:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    stopped = pretrain(h5_path, settings(tmp_path), architecture=ARCH, step_hook=interrupt_at_6)
+    assert stopped.stopped == "interrupted" and stopped.step == 7
+    save = checkpoints.latest_save(tmp_path)
+    assert json.loads((save.path / "state.json").read_text())["step"] == 7
+    rest = pretrain(h5_path, settings(tmp_path), resume=True)
+    np.testing.assert_allclose(np.concatenate([_losses(stopped), _losses(rest)]), _losses(ref),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_nan_loss_stops_with_last_good_save(h5_path, tmp_path):
+    def poison(trainer, step, metrics):
+        if step == 5:  # after the epoch-1 save
+            v = trainer.model.get_layer("output-seq").kernel
+            v.assign(np.full(v.shape, np.nan, np.float32))
+
+    with pytest.raises(TrainingDivergedError, match=r"step 6.*Last good save: .*epoch_1_sample_"):
+        pretrain(h5_path, settings(tmp_path), architecture=ARCH, step_hook=poison)
+    save = checkpoints.latest_save(tmp_path)
+    assert save.epoch == 1
+    weights, state, _ = checkpoints.read_save(save)
+    assert all(np.isfinite(w).all() for w in weights.model_weights) and state["step"] == 4
+
+
+def test_failed_save_leaves_the_previous_one(h5_path, tmp_path, monkeypatch):
+    real = checkpoints.write_pkl
+    calls = []
+
+    def disk_full(path, weights):
+        calls.append(path)
+        if len(calls) == 2:
+            real(path, weights)  # a partial file in the temporary directory...
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))  # ...then the disk is full
+        return real(path, weights)
+
+    monkeypatch.setattr(checkpoints, "write_pkl", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        pretrain(h5_path, settings(tmp_path), architecture=ARCH)
+    saves = checkpoints.list_saves(tmp_path)
+    assert [s.epoch for s in saves] == [1]
+    assert not list(tmp_path.glob(".partial-*"))
+    weights, state, stream = checkpoints.read_save(saves[0])
+    assert state["step"] == 4 and int(stream["step"]) == 4
+    monkeypatch.setattr(checkpoints, "write_pkl", real)
+    resumed = pretrain(h5_path, settings(tmp_path, max_epochs=2), resume=True)
+    assert resumed.step == 8
+
+
+def test_start_from_a_2021_pkl_with_optimizer_state(reference, h5_path, tmp_path):
+    src = checkpoints.latest_save(reference[0]).pkl_path
+    copied = tmp_path / "epoch_4_sample_x.pkl"
+    write_pkl(copied, read_pkl(src))
+    trainer = Pretrainer(h5_path, settings(tmp_path / "run"), init_weights=copied, architecture=ARCH)
+    try:
+        again = checkpoints.export_lamb_state(trainer.model, trainer.optimizer)
+        original = read_pkl(src)
+        assert int(again[0]) == 16
+        for x, y in zip(again[1:], original.optimizer_weights[1:]):
+            np.testing.assert_array_equal(x, y)
+        names = released_weight_names(1)
+        by_path = {v.path: v for v in trainer.model.weights}
+        for name, arr in zip(names, original.model_weights):
+            np.testing.assert_array_equal(by_path[name].numpy(), arr)
+        # GO predictions are named by GO id
+        with open(checkpoints.latest_save(reference[0]).path / "state.json") as f:
+            terms = json.load(f)["annotations"]
+        preds = predict_go_terms(trainer.model, terms, ["MKVLAAGIVALLLAAGCSS"], top_k=3, seq_len=64)
+        assert len(preds[0]) == 3 and all(t.startswith("GO:") and 0 < p < 1 for t, p in preds[0])
+    finally:
+        trainer.dataset.close()
+
+
+def test_mixed_precision_runs(h5_path, tmp_path):
+    result = pretrain(h5_path, settings(tmp_path, max_epochs=1, dtype="mixed_bfloat16"), architecture=ARCH)
+    assert np.isfinite(_losses(result)).all()
+
+
+def test_cli(h5_path, tmp_path, capsys):
+    from proteinbert.cli.pretrain import main
+
+    out = tmp_path / "cli"
+    args = [str(h5_path), "-o", str(out), "--epochs", "1", "--steps-per-epoch", "3", "--episodes", "32:8,64:4",
+            "--holdout", "20", "--d-seq", "16", "--d-global", "32", "--n-blocks", "1", "--n-heads", "2",
+            "--d-key", "8", "--no-progress", "-q"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["step"] == 3 and summary["last_save"].endswith("epoch_1_sample_24")
+    assert main(args[:3] + ["--epochs", "2"] + args[5:] + ["--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 6
+    assert main(args) == 1  # saves exist and no --resume
+    assert "already holds saves" in capsys.readouterr().err
+    assert main([str(h5_path), "-o", str(tmp_path / "x"), "--episodes", "32"]) == 2
+    assert main([str(tmp_path / "missing.h5"), "-o", str(tmp_path / "y"), "--epochs", "1"]) == 1
+    assert "cannot open" in capsys.readouterr().err
+
+
+_REPLICA_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import numpy as np
+    import tensorflow as tf
+    mode, h5, out, init = sys.argv[1:5]
+    if mode == "two-devices":
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    elif mode == "multi-worker":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        strategy = tf.distribute.get_strategy()
+    sys.path.insert(0, os.path.join(sys.argv[5], "tests"))
+    from proteinbert.data.pretraining_batches import PretrainingDataSettings
+    from proteinbert.training.pretraining import PretrainingSettings, pretrain
+    data = PretrainingDataSettings(episodes=((32, 8), (64, 4)), steps_per_episode=3, chunk_size=64,
+                                   holdout_records=0, seed=5)
+    s = PretrainingSettings(output_dir=out, data=data, steps_per_epoch=3, max_epochs=2, save_every_epochs=1,
+                            progress=False, tensorboard=False, learning_rate=1e-3)
+    r = pretrain(h5, s, init_weights=init, strategy=strategy)
+    print("RESULT", json.dumps({"replicas": strategy.num_replicas_in_sync, "losses": r.step_losses}))
+""")
+
+
+def _run_replica_script(tmp_path, mode, out, init, h5_path, env=None):
+    script = tmp_path / "replicas.py"
+    script.write_text(_REPLICA_SCRIPT)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.Popen([sys.executable, str(script), mode, str(h5_path), str(out), str(init), str(REPO)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _result(proc, timeout=400):
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+    line = [l for l in out.splitlines() if l.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+@pytest.fixture(scope="module")
+def init_pkl(reference, tmp_path_factory):
+    w = read_pkl(checkpoints.latest_save(reference[0]).pkl_path)
+    from proteinbert.weights import ReleasedWeights
+
+    path = tmp_path_factory.mktemp("init") / "init.pkl"
+    write_pkl(path, ReleasedWeights(w.n_annotations, w.model_weights, []))
+    return path
+
+
+@pytest.fixture(scope="module")
+def single_device(init_pkl, h5_path, tmp_path_factory):
+    d = tmp_path_factory.mktemp("single")
+    return _result(_run_replica_script(d, "single", d / "out", init_pkl, h5_path))
+
+
+def test_two_logical_devices_match_one_device(single_device, init_pkl, h5_path, tmp_path):
+    two = _result(_run_replica_script(tmp_path, "two-devices", tmp_path / "out", init_pkl, h5_path))
+    assert two["replicas"] == 2
+    np.testing.assert_allclose(np.array(two["losses"]), np.array(single_device["losses"]), rtol=2e-5, atol=2e-6)
+
+
+def _free_ports(n):
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_process_multi_worker_matches_one_device(single_device, init_pkl, h5_path, tmp_path):
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    procs = []
+    for i in range(2):
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})
+        procs.append(_run_replica_script(tmp_path / f"w{i}", "multi-worker", tmp_path / "out", init_pkl, h5_path,
+                                         env={"TF_CONFIG": tf_config}))
+    results = [_result(p) for p in procs]
+    for r in results:
+        assert r["replicas"] == 2
+        np.testing.assert_allclose(np.array(r["losses"]), np.array(single_device["losses"]), rtol=2e-5, atol=2e-6)
+    assert checkpoints.latest_save(tmp_path / "out").epoch == 2  # the chief saved
