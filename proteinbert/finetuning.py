@@ -125,7 +125,7 @@ def finetune(model_generator: FinetuningModelGenerator, input_encoder, output_sp
              train_labels, valid_seqs, valid_labels, seq_len: int = 512, batch_size: int = 32,
              max_epochs_per_stage: int = 40, lr=None, begin_with_frozen_pretrained_layers: bool = True,
              lr_with_frozen_pretrained_layers=None, n_final_epochs: int = 1, final_seq_len: int = 1024,
-             final_lr=None, callbacks=(), *, padding: str = "bucket", seed: int = 0):
+             final_lr=None, callbacks=(), *, padding: str = "bucket", seed: int = 0, run_eagerly: bool = False):
     """2021 ``finetune``: the staged schedule, mapped onto :func:`proteinbert.training.finetuning.finetune`.
 
     Returns the list of per-stage results (2021 returned None); the generator's model is trained in place.
@@ -139,7 +139,7 @@ def finetune(model_generator: FinetuningModelGenerator, input_encoder, output_sp
     if callbacks:  # the caller's callbacks replace the built-in ones, as in 2021
         stages = tuple(_ft.Stage(s.name, s.learning_rate, s.max_epochs, s.train_pretrained, s.seq_len,
                                  s.batch_size, callbacks=False) for s in stages)
-    config = _ft.FinetuneConfig(stages=stages, padding=padding, seed=seed)
+    config = _ft.FinetuneConfig(stages=stages, padding=padding, seed=seed, run_eagerly=run_eagerly)
     spec = output_spec.modern()
     model = model_generator.model
     A = int(model.inputs[1].shape[-1])

@@ -124,3 +124,12 @@ def test_35000_residue_protein_embeds(model):
     seq = ("MKVLAGHHEEKKACDEFGHIKLMNPQRSTVWY" * 1100)[:35000]
     result = embed(model, [seq], EmbeddingSettings(per_residue=True))
     assert result.residue[0].shape == (35000, 8) and np.isfinite(result.protein).all()
+
+
+def test_xla_matches_graph_mode(model):
+    seqs = ["MKVLAGHHE", "ACDEF", "M" * 40]
+    plain = embed(model, seqs, EmbeddingSettings(per_residue=True))
+    xla = embed(model, seqs, EmbeddingSettings(per_residue=True, jit_compile=True, max_tokens=256))
+    np.testing.assert_allclose(plain.protein, xla.protein, atol=1e-4)
+    for a, b in zip(plain.residue, xla.residue):
+        np.testing.assert_allclose(a, b, atol=1e-4)

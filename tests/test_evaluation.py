@@ -139,7 +139,7 @@ def test_compat_finetune_and_evaluate_by_len():
     results = finetune(model_generator, encoder, spec, train.seq, train.label, test.seq, test.label,
                        seq_len=64, batch_size=16, max_epochs_per_stage=1, lr=1e-4,
                        begin_with_frozen_pretrained_layers=True, lr_with_frozen_pretrained_layers=1e-2,
-                       n_final_epochs=1, final_seq_len=128, final_lr=1e-5, callbacks=[])
+                       n_final_epochs=1, final_seq_len=128, final_lr=1e-5, callbacks=[], run_eagerly=True)
     assert [r.name for r in results] == ["frozen", "unfrozen", "final"]
     table, confusion = old_evaluate(model_generator, encoder, spec, test.seq, test.label, start_seq_len=64,
                                     start_batch_size=16)

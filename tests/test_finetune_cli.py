@@ -58,7 +58,7 @@ def test_fasta_plus_labels_categorical_per_residue(tmp_path, capsys):
     code = finetune_main(["--train", str(fasta), "--train-labels", str(labels), "--test", str(fasta),
                           "--test-labels", str(labels), "--level", "local", "--task", "categorical",
                           "--from-scratch", "--architecture", TINY_ARCH, "--hidden-layers", "last",
-                          "--out", str(out), "-q", "--stage", "only:1e-2:1:unfrozen:64:16"])
+                          "--out", str(out), "-q", "--stage", "only:1e-2:1:unfrozen:64:16", "--run-eagerly"])
     assert code == 0, capsys.readouterr().err
     model = FinetunedModel.load(out)
     assert model.spec.labels == ("0", "1", "2")
@@ -72,7 +72,7 @@ def test_from_released_format_weights(tmp_path, capsys):
     train, _ = subset(tmp_path, "stability", "train", 32)
     out = tmp_path / "stab"
     code = finetune_main(["--train", str(train), "--task", "numeric", "--weights", str(pkl), "--test", str(train),
-                          "--out", str(out), "-q", "--stage", "only:1e-3:1:frozen:64:16"])
+                          "--out", str(out), "-q", "--stage", "only:1e-3:1:frozen:64:16", "--run-eagerly"])
     assert code == 0, capsys.readouterr().err
     metrics = pd.read_csv(out / "test_metrics.csv")
     assert "Spearman's rank correlation" in metrics.columns

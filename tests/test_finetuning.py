@@ -13,7 +13,9 @@ from proteinbert.training.finetuning import (
 )
 
 TINY = dict(d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4)
-QUICK = FinetuneConfig(stages=(Stage("frozen", 1e-2, 1, False, 64, 16), Stage("unfrozen", 1e-3, 1, True, 64, 16)))
+# Eager mode: for a few tiny batches, graph tracing would cost more than the training itself.
+QUICK = FinetuneConfig(stages=(Stage("frozen", 1e-2, 1, False, 64, 16), Stage("unfrozen", 1e-3, 1, True, 64, 16)),
+                       run_eagerly=True)
 
 
 def tiny_backbone(n_annotations=4, **kw):
@@ -144,7 +146,7 @@ def test_frozen_stage_leaves_backbone_untouched():
     frame = read_benchmark("signalP_binary", "train", 48)
     backbone = tiny_backbone()
     before = [w.copy() for w in backbone.get_weights()]
-    config = FinetuneConfig(stages=(Stage("frozen", 1e-2, 1, False, 64, 16),))
+    config = FinetuneConfig(stages=(Stage("frozen", 1e-2, 1, False, 64, 16),))  # graph mode, as users run it
     fm = finetune_from_backbone(backbone, OutputSpec("global", "binary"), list(frame.seq), list(frame.label),
                                 config=config)
     for a, b in zip(before, backbone.get_weights()):

@@ -67,12 +67,14 @@ def test_ancestor_closure_matches_networkx_is_a(go2019, raw_graph):
 def test_ancestor_closure_with_part_of_matches_networkx(raw_graph, go2019_path):
     go = GeneOntology(raw_graph, str(go2019_path), follow_part_of=True)
     expected = _nx_ancestors(raw_graph, {"is_a", "part_of"})
+    is_a_only = _nx_ancestors(raw_graph, {"is_a"})
     terms = random.Random(1).sample(list(go.terms), 300)
     grew = 0
     for term in terms:
         got = set(go.ancestors(term))
         assert got == expected(term), term
-        grew += len(got) > len(expected_is_a := _nx_ancestors(raw_graph, {"is_a"})(term)) and expected_is_a < got
+        assert is_a_only(term) <= got
+        grew += is_a_only(term) < got
     assert grew > 0  # part_of adds ancestors for some terms
 
 
@@ -119,7 +121,7 @@ def test_go_slim_without_data_version(tmp_path):
 def test_malformed_obo_has_line_number(excerpt_path, tmp_path):
     lines = excerpt_path.read_text().splitlines(keepends=True)
     idx = next(i for i, line in enumerate(lines) if line.startswith("is_a:"))
-    lines[idx] = "is_a GO:0003674 missing colon\n"
+    lines[idx] = "is_a GO_0003674 (the colon is missing)\n"
     bad = tmp_path / "bad.obo"
     bad.write_text("".join(lines))
     with pytest.raises(FormatError) as err:

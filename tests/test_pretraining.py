@@ -29,7 +29,7 @@ DATA = PretrainingDataSettings(episodes=((32, 8), (64, 4)), steps_per_episode=3,
 
 def settings(out, **kw):
     base = dict(output_dir=str(out), data=DATA, steps_per_epoch=4, max_epochs=4, save_every_epochs=1,
-                keep_every_saves=2, progress=False, learning_rate=1e-3, eval_max_records=40)
+                keep_every_saves=2, progress=False, learning_rate=1e-3, eval_every_epochs=0, tensorboard=False)
     base.update(kw)
     return PretrainingSettings(**base)
 
@@ -47,7 +47,8 @@ def h5_path(tmp_path_factory):
 def reference(h5_path, tmp_path_factory):
     """An uninterrupted 4-epoch run (16 steps) that the other runs must reproduce."""
     out = tmp_path_factory.mktemp("ref")
-    return out, pretrain(h5_path, settings(out), architecture=ARCH)
+    return out, pretrain(h5_path, settings(out, eval_every_epochs=1, eval_max_records=40, tensorboard=True),
+                         architecture=ARCH)
 
 
 def _losses(result):
@@ -217,12 +218,14 @@ _REPLICA_SCRIPT = textwrap.dedent("""
                                    holdout_records=0, seed=5)
     s = PretrainingSettings(output_dir=out, data=data, steps_per_epoch=3, max_epochs=2, save_every_epochs=1,
                             progress=False, tensorboard=False, learning_rate=1e-3)
-    r = pretrain(h5, s, init_weights=init, strategy=strategy)
+    r = pretrain(h5, s, init_weights=init, strategy=strategy,
+                 architecture=dict(d_seq=16, d_global=32, n_blocks=1, n_heads=2, d_key=8))
     print("RESULT", json.dumps({"replicas": strategy.num_replicas_in_sync, "losses": r.step_losses}))
 """)
 
 
 def _run_replica_script(tmp_path, mode, out, init, h5_path, env=None):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     script = tmp_path / "replicas.py"
     script.write_text(_REPLICA_SCRIPT)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}

@@ -22,6 +22,8 @@ def build_parser():
     p.add_argument("--max-batch-size", type=int, default=128, help="sequences per batch at most (default 128)")
     p.add_argument("--min-length", type=int, default=0,
                    help="pad every protein to at least this many tokens (512 = the 2021 behaviour); default 0")
+    p.add_argument("--xla", action="store_true",
+                   help="compile with XLA: faster on large files, but each length bucket compiles once")
     p.add_argument("--mixed-precision", action="store_true", help="compute in bfloat16 (outputs stay float32)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     return p
@@ -39,7 +41,8 @@ def run(args) -> int:
     from ..weights.convert import load_backbone
 
     settings = EmbeddingSettings(layers=args.layers, per_residue=args.per_residue, max_tokens=args.max_tokens,
-                                 max_batch_size=args.max_batch_size, min_length=args.min_length)
+                                 max_batch_size=args.max_batch_size, min_length=args.min_length,
+                                 jit_compile=args.xla)
     model = load_backbone(args.weights, dtype="mixed_bfloat16" if args.mixed_precision else None)
     summary = embed_fasta(model, args.input, args.output, settings, weights_source=str(args.weights))
     print(json.dumps(summary, indent=1))

@@ -56,6 +56,8 @@ def build_parser():
                    help="bucket: each batch padded to its length bucket; fixed: to the stage's seq-len (2021)")
     s.add_argument("--crop-len", type=int, help="crop longer sequences to this many residues (off by default)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--run-eagerly", action="store_true",
+                   help="no graph compilation (debugging; faster only for a few tiny batches)")
     return p
 
 
@@ -77,7 +79,8 @@ def _job(args):
         else:
             stages = default_stages(args.seq_len, args.batch_size, args.max_epochs, args.lr, not args.no_frozen_stage,
                                     args.frozen_lr, args.final_epochs, args.final_seq_len, args.final_lr)
-        config = FinetuneConfig(stages=stages, padding=args.padding, crop_len=args.crop_len, seed=args.seed)
+        config = FinetuneConfig(stages=stages, padding=args.padding, crop_len=args.crop_len, seed=args.seed,
+                                run_eagerly=args.run_eagerly)
     except InputError as exc:
         raise UsageError(str(exc)) from None
     return FinetuneJob(

@@ -41,7 +41,7 @@ def build_parser():
     d.add_argument("--chunk-size", type=int, default=4096, help="records read from the file at a time (default 4096)")
     d.add_argument("--holdout", type=int, default=0,
                    help="keep the last N records of the file out of training and evaluate on them (default 0)")
-    d.add_argument("--eval-every", type=int, default=1, help="evaluate on the held-out records every N epochs")
+    d.add_argument("--eval-every", type=int, default=1, help="evaluate on the held-out records every N epochs (0: never; default 1)")
     d.add_argument("--eval-records", type=int, default=512, help="held-out records evaluated at most (default 512)")
     a = p.add_argument_group("architecture (defaults: the released model)")
     for name, default in (("d-seq", 128), ("d-global", 512), ("n-blocks", 6), ("n-heads", 4), ("d-key", 64)):
@@ -67,7 +67,9 @@ def _episodes_arg(text: str):
 
 
 def run(args) -> int:
-    for name in ("steps_per_epoch", "save_every", "steps_per_episode", "chunk_size", "eval_every"):
+    if args.eval_every < 0:
+        raise UsageError(f"--eval-every must be >= 0 (0: never). Received: {args.eval_every}")
+    for name in ("steps_per_epoch", "save_every", "steps_per_episode", "chunk_size"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1. Received: {getattr(args, name)}")
     if args.resume and args.init_weights:

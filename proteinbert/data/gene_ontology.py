@@ -94,9 +94,11 @@ def _checked_lines(handle: TextIO, path: str) -> Iterator[str]:
     try:
         for lineno, line in enumerate(handle, start=1):
             stripped = line.strip()
-            if stripped and not stripped.startswith(("!", "[")) and ":" not in stripped:
-                raise FormatError(f"expected 'tag: value' or a [Stanza] header, found {stripped[:60]!r}",
-                                  path, lineno)
+            if stripped and not stripped.startswith(("!", "[")):
+                tag, colon, _ = stripped.partition(":")
+                if not colon or not tag or tag != tag.strip() or " " in tag or "\t" in tag:
+                    raise FormatError(f"expected 'tag: value' or a [Stanza] header, found {stripped[:60]!r}",
+                                      path, lineno)
             if stripped.startswith("[") and not stripped.endswith("]"):
                 raise FormatError(f"unterminated stanza header {stripped[:60]!r}", path, lineno)
             yield line

@@ -527,12 +527,12 @@ def _metrics(spec: OutputSpec):
     return [keras.metrics.MeanAbsoluteError(name="mae")]
 
 
-def compile_model(model, spec: OutputSpec, learning_rate: float) -> None:
+def compile_model(model, spec: OutputSpec, learning_rate: float, run_eagerly: bool = False) -> None:
     """Adam at ``learning_rate``, the loss of ``spec`` and its metric (weighted by the sample weights)."""
     import keras
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=spec.loss,
-                  weighted_metrics=_metrics(spec), jit_compile=False)
+                  weighted_metrics=_metrics(spec), jit_compile=False, run_eagerly=run_eagerly)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -622,6 +622,7 @@ class FinetuneConfig:
     early_stopping_patience: int = 2
     seed: int = 0
     verbose: int = 0
+    run_eagerly: bool = False  # skips graph tracing: faster only for a handful of tiny batches (tests)
 
     def __post_init__(self):
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -670,7 +671,7 @@ def finetune(model, spec: OutputSpec, train: EncodedSet, valid: EncodedSet | Non
     results = []
     for stage in config.stages:
         pretrained.trainable = stage.train_pretrained
-        compile_model(model, spec, stage.learning_rate)
+        compile_model(model, spec, stage.learning_rate, config.run_eagerly)
         train_ds = _tf_dataset(train, [], repeat_rng=rng, seq_len=stage.seq_len, batch_size=stage.batch_size,
                                padding=config.padding).repeat()
         steps = len(length_batches(train.n_tokens, stage.seq_len, stage.batch_size, config.padding))

@@ -70,7 +70,7 @@ class PretrainingSettings:
     plateau_min_delta: float = 1e-4
     dtype: str | None = None
     jit_compile: bool = False
-    eval_every_epochs: int = 1
+    eval_every_epochs: int = 1  # 0: never
     eval_max_records: int = 512
     eval_batch_size: int = 64
     tensorboard: bool = True
@@ -79,7 +79,9 @@ class PretrainingSettings:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("steps_per_epoch", "save_every_epochs", "eval_every_epochs", "eval_batch_size"):
+        if self.eval_every_epochs < 0:
+            raise InputError(f"eval_every_epochs must be >= 0 (0: never). Received: {self.eval_every_epochs!r}")
+        for name in ("steps_per_epoch", "save_every_epochs", "eval_batch_size"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1. Received: {name}={getattr(self, name)!r}")
         if self.max_epochs is not None and self.max_epochs < 0:
@@ -505,7 +507,7 @@ class Pretrainer:
             "samples_per_s": e["samples"] / max(e["seconds"], 1e-9),
             "tokens_per_s": e["tokens"] / max(e["seconds"], 1e-9),
         }
-        if s.data.holdout_records and self.epoch % s.eval_every_epochs == 0:
+        if s.data.holdout_records and s.eval_every_epochs and self.epoch % s.eval_every_epochs == 0:
             record.update(self.evaluate())
         self.lr = self.plateau.update(record["loss"], self.lr, s)
         self.optimizer.learning_rate.assign(self.lr)
@@ -541,6 +543,26 @@ def _write_scalar(tf, name: str, value) -> None:
     tf.summary.write(tag=name, tensor=tf.constant(float(value), tf.float32), metadata=metadata)
 
 
+def column_auc(y, scores) -> np.ndarray:
+    """ROC AUC of every column (ties count half); NaN where a column lacks positives or negatives.
+
+    Rank-sum (Mann-Whitney) form, vectorised over columns: equal to sklearn's ``roc_auc_score``.
+
+    >>> column_auc(np.array([[1, 0], [0, 1], [1, 1]]), np.array([[0.9, 0.2], [0.1, 0.2], [0.5, 0.3]])).round(2)
+    array([1.  , 0.75])
+    """
+    from scipy.stats import rankdata
+
+    y = np.asarray(y) > 0
+    ranks = rankdata(np.asarray(scores, dtype=np.float64), axis=0)
+    n_pos = y.sum(axis=0).astype(np.float64)
+    n_neg = len(y) - n_pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = ((ranks * y).sum(axis=0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    auc[(n_pos == 0) | (n_neg == 0)] = np.nan
+    return auc
+
+
 def evaluate_batch(predict, batch, batch_size: int = 64) -> dict:
     """Held-out metrics on one :class:`PretrainingBatch` (annotation inputs as given).
 
@@ -550,8 +572,6 @@ def evaluate_batch(predict, batch, batch_size: int = 64) -> dict:
     the corrupted ones; ``eval_go_auc`` is the mean ROC AUC over GO terms that have positives and
     negatives among the annotated held-out proteins (``eval_go_auc_micro`` pools all pairs).
     """
-    from sklearn.metrics import roc_auc_score
-
     seq_parts, annot_parts = [], []
     for i in range(0, len(batch.tokens), batch_size):
         seq_p, annot_p = predict(batch.tokens[i:i + batch_size], batch.annotations[i:i + batch_size])
@@ -574,11 +594,11 @@ def evaluate_batch(predict, batch, batch_size: int = 64) -> dict:
         y = batch.annotation_targets[annotated]
         p = np.clip(annot_p[annotated], 1e-7, 1 - 1e-7)
         out["eval_annot_loss"] = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
-        cols = [j for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
-        if cols:
-            out["eval_go_auc"] = float(np.mean([roc_auc_score(y[:, j], p[:, j]) for j in cols]))
+        aucs = column_auc(y, p)
+        if np.isfinite(aucs).any():
+            out["eval_go_auc"] = float(np.nanmean(aucs))
         if 0 < y.sum() < y.size:
-            out["eval_go_auc_micro"] = float(roc_auc_score(y.ravel(), p.ravel()))
+            out["eval_go_auc_micro"] = float(column_auc(y.reshape(-1, 1), p.reshape(-1, 1))[0])
     return out
 
 
