@@ -6,8 +6,10 @@ each in its own process (so peak RSS is per measurement):
 
 * **floor**: a bare ``gzip`` + lxml ``iterparse`` pass over the XML (entries cleared as read);
 * **floor-threaded**: the same with decompression on a second thread (our reader);
-* **build**: ``build_dataset`` on the XML + FASTA with the full 2019 GO; per stage: seconds,
-  records/s and peak RSS (sampled every 50 ms).
+* **build**: ``build_dataset`` on the XML + FASTA with the full 2019 GO (default settings: each
+  input parsed in a worker process); per stage: seconds, records/s and peak RSS of the main process
+  plus its parser worker (sampled every 50 ms);
+* the floor again after the build, since the load of a shared machine drifts.
 
 Usage::
 
@@ -75,6 +77,13 @@ def generate(directory: Path, n_records: int) -> tuple[Path, Path]:
 
 # -- child processes ----------------------------------------------------------------------------
 class RssSampler:
+    """Samples memory and CPU time of this process and its children every ``interval`` seconds.
+
+    Memory is PSS (proportional set size) summed over the processes: the builder's parser worker
+    is forked and shares pages with its parent, which plain RSS would count twice. CPU time is
+    user + system of this process plus its finished children (a worker is joined when its stage ends).
+    """
+
     def __init__(self, interval: float = 0.05):
         import psutil
 
@@ -86,19 +95,40 @@ class RssSampler:
         self.t0 = time.perf_counter()
         self._thread.start()
 
+    @staticmethod
+    def _mem(proc) -> int:
+        try:
+            return proc.memory_full_info().pss
+        except Exception:  # no smaps access, or the process just exited
+            try:
+                return proc.memory_info().rss
+            except Exception:
+                return 0
+
+    def _sample(self):
+        mem = self._mem(self.proc) + sum(self._mem(c) for c in self.proc.children(recursive=True))
+        t = os.times()
+        cpu = t.user + t.system + t.children_user + t.children_system
+        self.samples.append((time.perf_counter() - self.t0, mem, cpu))
+
     def _run(self):
         while not self._stop.is_set():
-            self.samples.append((time.perf_counter() - self.t0, self.proc.memory_info().rss))
+            self._sample()
             time.sleep(self.interval)
 
     def stop(self):
         self._stop.set()
         self._thread.join()
-        self.samples.append((time.perf_counter() - self.t0, self.proc.memory_info().rss))
+        self._sample()
 
     def peak(self, start: float = 0.0, stop: float = float("inf")) -> int:
-        vals = [r for t, r in self.samples if start <= t <= stop]
+        vals = [m for t, m, _ in self.samples if start <= t <= stop]
         return max(vals) if vals else 0
+
+    def cpu_between(self, start: float, stop: float) -> float:
+        before = [c for t, _, c in self.samples if t <= start] or [self.samples[0][2]]
+        after = [c for t, _, c in self.samples if t >= stop] or [self.samples[-1][2]]
+        return after[0] - before[-1]
 
 
 def child_floor(xml: str, threaded: bool) -> dict:
@@ -122,7 +152,7 @@ def child_floor(xml: str, threaded: bool) -> dict:
                 del el.getparent()[0]
     dt = time.perf_counter() - t
     sampler.stop()
-    return {"records": n, "seconds": dt, "peak_rss": sampler.peak()}
+    return {"records": n, "seconds": dt, "cpu": time.process_time(), "peak_rss": sampler.peak()}
 
 
 def child_build(xml: str, fasta: str, out: str) -> dict:
@@ -137,10 +167,12 @@ def child_build(xml: str, fasta: str, out: str) -> dict:
     start = 0.0
     for name in ("ontology", "uniref_xml", "fasta_join", "write"):
         sec = summary.seconds[name]
-        stages[name] = {"seconds": sec, "peak_rss": sampler.peak(start, start + sec)}
+        stages[name] = {"seconds": sec, "peak_rss": sampler.peak(start, start + sec),
+                        "cpu": sampler.cpu_between(start, start + sec)}
         start += sec
     return {"records": summary.n_records, "annotations": summary.n_annotations, "stages": stages,
             "total_seconds": summary.seconds["total"], "peak_rss": sampler.peak(),
+            "cpu": sampler.cpu_between(0.0, float("inf")),
             "output_size": os.path.getsize(out)}
 
 
@@ -186,19 +218,29 @@ def main():
               f"XML.gz {xml.stat().st_size / 1e6:.0f} MB, FASTA.gz {fasta.stat().st_size / 1e6:.0f} MB")
 
     mb = 1 / 2 ** 20
+    load_before = os.getloadavg()[0]
     floor = run_child("floor", xml)
     floor_t = run_child("floor-threaded", xml)
     build = run_child("build", xml, fasta, directory / "out.h5")
+    floor_after = run_child("floor", xml)
     n = args.records
-    print(f"\n{'measurement':<34}{'seconds':>9}{'records/s':>12}{'peak RSS MB':>13}")
-    print(f"{'floor: gzip + iterparse':<34}{floor['seconds']:>9.1f}{n / floor['seconds']:>12,.0f}{floor['peak_rss'] * mb:>13.0f}")
-    print(f"{'floor, threaded gunzip':<34}{floor_t['seconds']:>9.1f}{n / floor_t['seconds']:>12,.0f}{floor_t['peak_rss'] * mb:>13.0f}")
-    for name, st in build["stages"].items():
-        rate = "" if name == "ontology" else f"{n / st['seconds']:,.0f}"
-        print(f"{'build: ' + name:<34}{st['seconds']:>9.1f}{rate:>12}{st['peak_rss'] * mb:>13.0f}")
-    print(f"{'build: total':<34}{build['total_seconds']:>9.1f}{n / build['total_seconds']:>12,.0f}{build['peak_rss'] * mb:>13.0f}")
-    ratio = build["stages"]["uniref_xml"]["seconds"] / floor["seconds"]
-    print(f"\nXML stage / floor = {ratio:.2f}× (target ≤ 2×); peak RSS {build['peak_rss'] * mb:.0f} MB (target < 1024 MB); "
+    print(f"{os.cpu_count()} CPUs; 1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after "
+          "(wall-clock figures on a shared machine are noisy)")
+    rows = [("floor: gzip + iterparse", floor), ("floor again, after the build", floor_after),
+            ("floor, threaded gunzip", floor_t)]
+    rows += [(f"build: {name}", st) for name, st in build["stages"].items()]
+    rows.append(("build: total", {"seconds": build["total_seconds"], "cpu": build["cpu"], "peak_rss": build["peak_rss"]}))
+    print(f"\n{'measurement':<32}{'wall s':>8}{'rec/s':>9}{'CPU s':>8}{'rec/CPU-s':>11}{'peak MB':>9}")
+    for label, r in rows:
+        rate = "" if label.endswith("ontology") else f"{n / r['seconds']:,.0f}"
+        cpu_rate = "" if label.endswith("ontology") else f"{n / max(r['cpu'], 1e-9):,.0f}"
+        print(f"{label:<32}{r['seconds']:>8.1f}{rate:>9}{r['cpu']:>8.1f}{cpu_rate:>11}{r['peak_rss'] * mb:>9.0f}")
+    floor_s = (floor["seconds"] + floor_after["seconds"]) / 2
+    floor_cpu = (floor["cpu"] + floor_after["cpu"]) / 2
+    xml = build["stages"]["uniref_xml"]
+    print(f"\nXML stage / floor (mean of the two floor runs): wall {xml['seconds'] / floor_s:.2f}×, "
+          f"CPU {xml['cpu'] / floor_cpu:.2f}× (target ≤ 2×)")
+    print(f"peak memory (PSS, main + worker) {build['peak_rss'] * mb:.0f} MB (target < 1024 MB); "
           f"{build['records']:,} records × {build['annotations']} GO terms, output {build['output_size'] / 1e6:.0f} MB")
     if tmp is not None:
         tmp.cleanup()

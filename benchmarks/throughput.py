@@ -82,11 +82,11 @@ def train(dtype, shapes, repeats=4, jit=False):
     return rows
 
 
-def batch1_child(dtype, length, repeats):
+def batch1_child(dtype, length, repeats, jit=False):
     import tensorflow as tf
 
     model = _model(dtype)
-    fn = tf.function(lambda t, a: model([t, a], training=False))
+    fn = tf.function(lambda t, a: model([t, a], training=False), jit_compile=jit)
     tokens, annotations = _inputs(1, length, seed=2)
     fn(tokens, annotations)
     times = []
@@ -95,14 +95,17 @@ def batch1_child(dtype, length, repeats):
         _ = fn(tokens, annotations)[1].numpy()
         times.append(time.perf_counter() - start)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"section": "batch1", "dtype": dtype or "float32", "length": length, "seconds": round(min(times), 4),
+    return {"section": "batch1", "dtype": dtype or "float32", "jit": jit, "length": length,
+            "seconds": round(min(times), 4),
             "peak_rss_mb": round(peak_mb)}
 
 
-def batch1(dtype, length, repeats):
+def batch1(dtype, length, repeats, jit=False):
     cmd = [sys.executable, __file__, "--child", str(length), "--repeats", str(repeats)]
     if dtype:
         cmd += ["--dtype", dtype]
+    if jit:
+        cmd += ["--jit"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -112,13 +115,13 @@ def main():
     p.add_argument("--quick", action="store_true")
     p.add_argument("--only", choices=("forward", "train", "batch1"))
     p.add_argument("--dtypes", default="float32,mixed_bfloat16")
-    p.add_argument("--jit", action="store_true", help="also try XLA jit_compile for forward/train")
+    p.add_argument("--jit", action="store_true", help="also try XLA jit_compile (forward, train, batch-1)")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--dtype", help=argparse.SUPPRESS)
     p.add_argument("--repeats", type=int, default=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(batch1_child(args.dtype, args.child, args.repeats)))
+        print(json.dumps(batch1_child(args.dtype, args.child, args.repeats, args.jit)))
         return
     dtypes = [None if d == "float32" else d for d in args.dtypes.split(",")]
     repeats = 2 if args.quick else 5
@@ -133,13 +136,15 @@ def main():
                     rows.append(row)
                     print(json.dumps(row), flush=True)
         if args.only in (None, "batch1"):
-            for length in (512, 2048, 8192, 32768):
-                rows.append(batch1(dtype, length, 2 if args.quick else 3))
-                print(json.dumps(rows[-1]), flush=True)
-    b1 = {(r["dtype"], r["length"]): r["seconds"] for r in rows if r["section"] == "batch1"}
-    for d in {r["dtype"] for r in rows if r["section"] == "batch1"}:
-        if (d, 512) in b1 and (d, 32768) in b1:
-            print(f"{d}: batch-1 time ratio 32768/512 = {b1[(d, 32768)] / b1[(d, 512)]:.1f}x (64x the tokens)")
+            for jit in ([False, True] if args.jit else [False]):
+                for length in (512, 2048, 8192, 32768):
+                    rows.append(batch1(dtype, length, 2 if args.quick else 3, jit))
+                    print(json.dumps(rows[-1]), flush=True)
+    b1 = {(r["dtype"], r["jit"], r["length"]): r["seconds"] for r in rows if r["section"] == "batch1"}
+    for d, j in {(r["dtype"], r["jit"]) for r in rows if r["section"] == "batch1"}:
+        if (d, j, 512) in b1 and (d, j, 32768) in b1:
+            print(f"{d} jit={j}: batch-1 time ratio 32768/512 = {b1[(d, j, 32768)] / b1[(d, j, 512)]:.1f}x "
+                  "(64x the tokens)")
 
 
 if __name__ == "__main__":

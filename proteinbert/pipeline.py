@@ -65,6 +65,7 @@ class PipelineSettings:
     finetune_epochs: int = 6  # per stage (early stopping may end a stage sooner)
     finetune_lr: float = 1e-4
     finetune_frozen_lr: float = 1e-2
+    membrane_train_records: int | None = None  # subsample the membrane training pool (None: all)
     signalp_train_records: int = 1500
     signalp_test_records: int = 1000
     jit_compile: bool = False
@@ -211,6 +212,8 @@ def membrane_task(settings: PipelineSettings) -> TaskData:
     test = [i for i in range(cut, n) if annotated[i]]
     rng = np.random.default_rng(settings.seed)
     rng.shuffle(pool)
+    if settings.membrane_train_records is not None:
+        pool = pool[: settings.membrane_train_records]
     n_valid = max(1, len(pool) // 8)
     valid, train = pool[:n_valid], pool[n_valid:]
     pick = lambda idx: ([records.seqs[i] for i in idx], [int(labels[i]) for i in idx])  # noqa: E731

@@ -32,13 +32,15 @@ def read_sp2014(fasta_path, tsv_path, n: int | None = None):
 
 
 def write_pretraining_h5(path, records, min_records: int = 5, test_fraction: float = 0.1, seed: int = 0,
-                         max_len: int | None = None):
+                         max_len: int | None = None, n_terms: int | None = None):
     """Write ``records`` (``[(id, seq, go_ids)]``) as a pretraining HDF5; returns the GO id list."""
     rng = np.random.default_rng(seed)
     if max_len is not None:
         records = [(a, s[:max_len], g) for a, s, g in records]
     counts = collections.Counter(t for _, _, g in records for t in g)
     terms = sorted(t for t, c in counts.items() if c >= min_records)
+    if n_terms is not None:  # the n most frequent
+        terms = sorted(sorted(terms, key=lambda t: (-counts[t], t))[:n_terms])
     index = {t: i for i, t in enumerate(terms)}
     masks = np.zeros((len(records), len(terms)), dtype=bool)
     for i, (_, _, g) in enumerate(records):

@@ -119,3 +119,24 @@ def test_empty_split_and_missing_file_exit_1(tmp_path, capsys):
     assert finetune_main(["--train", str(tmp_path / "nope.csv"), "--from-scratch", "--out", str(tmp_path / "m")]) == 1
     assert predict_main([str(tmp_path), str(empty), "-o", str(tmp_path / "p.csv")]) == 1
     assert "not a fine-tuned model directory" in capsys.readouterr().err
+
+
+def test_benchmark_suite_small(tmp_path, capsys):
+    from proteinbert.cli.benchmark_suite import main as suite_main
+
+    data = require_shared("data", "protein_benchmarks")
+    out = tmp_path / "suite"
+    code = suite_main(["--small", "--from-scratch", "--data-dir", str(data), "--benchmark", "stability",
+                       "--benchmark", "major PTMs", "--max-train", "24", "--max-eval", "12", "--out", str(out), "-q"])
+    assert code == 0, capsys.readouterr().err
+    table = pd.read_csv(out.with_suffix(".csv"))
+    assert table.benchmark.tolist() == ["stability", "major PTMs"]
+    stab = table.iloc[0]
+    assert stab.status == "ok" and stab.n_train == 24 and stab.n_test == 12 and stab.paper == 0.762
+    assert -1 <= stab.score <= 1
+    assert table.iloc[1].status.startswith("not run: missing PhosphositePTM")
+    md = out.with_suffix(".md").read_text()
+    assert md.startswith("| benchmark |") and "| stability | global numeric | Spearman |" in md
+    assert suite_main(["--small", "--from-scratch", "--benchmark", "nope", "--data-dir", str(data),
+                       "--out", str(tmp_path / "x")]) == 1
+    assert not (tmp_path / "x.csv").exists()

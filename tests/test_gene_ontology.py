@@ -19,15 +19,15 @@ def go2019_path():
 
 
 @pytest.fixture(scope="module")
-def go2019(go2019_path):
-    """Our reader on the full 2019 GO (loaded once: it takes seconds)."""
-    return read_gene_ontology(go2019_path)
+def raw_graph(go2019_path):
+    """A plain obonet graph of the full 2019 GO, obsolete terms included (parsed once: it takes seconds)."""
+    return obonet.read_obo(str(go2019_path), ignore_obsolete=False)
 
 
 @pytest.fixture(scope="module")
-def raw_graph(go2019_path):
-    """An independent obonet graph of the same file, obsolete terms included."""
-    return obonet.read_obo(str(go2019_path), ignore_obsolete=False)
+def go2019(raw_graph, go2019_path):
+    """Our ontology on that graph (the file-reading path is covered by the excerpt tests and the builder tests)."""
+    return GeneOntology(raw_graph, str(go2019_path))
 
 
 @pytest.fixture(scope="module")

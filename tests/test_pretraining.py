@@ -15,7 +15,7 @@ from proteinbert.data.pretraining_batches import PretrainingDataSettings
 from proteinbert.errors import InputError
 from proteinbert.training import checkpoints
 from proteinbert.training.pretraining import (
-    Pretrainer, PretrainingSettings, TrainingDivergedError, pretrain, predict_go_terms,
+    Pretrainer, PretrainingSettings, TrainingDivergedError, column_auc, load_pretrained, pretrain, predict_go_terms,
 )
 from proteinbert.weights import read_pkl, released_weight_names, write_pkl
 
@@ -77,8 +77,31 @@ def test_run_saves_history_and_2021_pkl(reference, h5_path):
     assert state["step"] == 16 and state["architecture"]["d_seq"] == 16
     history = (out / "history.tsv").read_text().splitlines()
     assert len(history) == 1 + 5 and "eval_go_auc" in history[0]
-    assert list((out / "tensorboard").iterdir())
+    import tensorflow as tf
+
+    tags = set()
+    for event_file in (out / "tensorboard").iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            for value in event.summary.value:
+                tags.add(value.tag)
+                assert value.metadata.plugin_data.plugin_name == "scalars"
+    assert {"loss", "seq_loss", "annot_loss", "token_accuracy", "learning_rate", "samples_per_s", "tokens_per_s",
+            "eval_token_accuracy", "eval_go_auc"} <= tags
     assert not list(out.glob(".partial-*"))
+
+
+def test_column_auc_matches_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.random((60, 5)) < 0.3
+    scores = np.round(rng.random((60, 5)), 1)  # ties
+    keep = rng.random((60, 5)) < 0.7
+    y[:, 4] = False  # no positives: NaN
+    got = column_auc(y, scores, keep)
+    want = [roc_auc_score(y[keep[:, j], j], scores[keep[:, j], j]) for j in range(4)]
+    np.testing.assert_allclose(got[:4], want, rtol=1e-12)
+    assert np.isnan(got[4])
 
 
 def test_resume_continues_exactly(reference, h5_path, tmp_path):
@@ -165,11 +188,39 @@ def test_start_from_a_2021_pkl_with_optimizer_state(reference, h5_path, tmp_path
         by_path = {v.path: v for v in trainer.model.weights}
         for name, arr in zip(names, original.model_weights):
             np.testing.assert_array_equal(by_path[name].numpy(), arr)
-        # GO predictions are named by GO id
-        with open(checkpoints.latest_save(reference[0]).path / "state.json") as f:
-            terms = json.load(f)["annotations"]
-        preds = predict_go_terms(trainer.model, terms, ["MKVLAAGIVALLLAAGCSS"], top_k=3, seq_len=64)
+        # GO predictions are named by GO id, from the mapping kept in the save
+        model, terms = load_pretrained(checkpoints.latest_save(reference[0]).path)
+        assert terms == trainer.dataset.annotations
+        for a, b in zip(model.get_weights(), trainer.model.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        preds = predict_go_terms(model, terms, ["MKVLAAGIVALLLAAGCSS"], top_k=3, seq_len=64)
         assert len(preds[0]) == 3 and all(t.startswith("GO:") and 0 < p < 1 for t, p in preds[0])
+    finally:
+        trainer.dataset.close()
+
+
+def test_start_from_the_2021_fixture_imports_lamb_state_in_2021_order(tmp_path):
+    """small_lamb.pkl was written by the 2021 code (TF-Addons LAMB): its optimizer state must
+    land on the right Keras variables and come back out in the same order."""
+    fixture = require_shared("fixtures", "small_lamb.pkl")
+    d = require_shared("data", "swissprot_go_2014")
+    records = read_sp2014(d / "sp2014_go.2k.fasta.gz", d / "sp2014_go.2k.go.tsv.gz", n=200)
+    h5 = tmp_path / "fifty.h5"
+    write_pretraining_h5(h5, records, min_records=1, n_terms=50)
+    arch = dict(d_seq=32, d_global=64, n_blocks=2, n_heads=4, d_key=16)
+    trainer = Pretrainer(h5, settings(tmp_path / "run"), init_weights=fixture, architecture=arch)
+    try:
+        original = read_pkl(fixture)
+        again = checkpoints.export_lamb_state(trainer.model, trainer.optimizer)
+        assert int(trainer.optimizer.iterations.numpy()) == int(original.optimizer_weights[0]) > 0
+        assert len(again) == len(original.optimizer_weights) == 1 + 2 * 53
+        for x, y in zip(again[1:], original.optimizer_weights[1:]):
+            np.testing.assert_array_equal(x, y)
+        # the second moment of the Wq of block 1 sits on that variable in Keras
+        idx = released_weight_names(2).index("global-attention-block1/Wq")
+        var = {v.path: v for v in trainer.model.weights}["global-attention-block1/Wq"]
+        v = trainer.optimizer._velocities[trainer.optimizer._get_variable_index(var)]
+        np.testing.assert_array_equal(v.numpy(), original.optimizer_weights[1 + 53 + idx])
     finally:
         trainer.dataset.close()
 
@@ -287,3 +338,22 @@ def test_two_process_multi_worker_matches_one_device(single_device, init_pkl, h5
         assert r["replicas"] == 2
         np.testing.assert_allclose(np.array(r["losses"]), np.array(single_device["losses"]), rtol=2e-5, atol=2e-6)
     assert checkpoints.latest_save(tmp_path / "out").epoch == 2  # the chief saved
+
+
+def test_pretrains_on_a_file_written_by_create_dataset(tmp_path):
+    """End to end on the real pipeline: sp2014 FASTA + GO TSV + GO (the small real excerpt of the 2019
+    release, so parsing stays fast; terms outside it are skipped) -> create_dataset -> pretrain."""
+    from proteinbert.cli.create_dataset import main as create_dataset
+
+    d = require_shared("data", "swissprot_go_2014")
+    obo = require_shared("data", "go", "go-2019-01-27.excerpt-sprot250.obo")
+    h5 = tmp_path / "sp2k.h5"
+    assert create_dataset(["--fasta", str(d / "sp2014_go.2k.fasta.gz"), "--go-tsv", str(d / "sp2014_go.2k.go.tsv.gz"),
+                           "--go-obo", str(obo), "--output", str(h5), "--min-records", "20",
+                           "--test-probability", "0.1", "--no-progress", "-q"]) == 0
+    result = pretrain(h5, settings(tmp_path / "run", max_epochs=1, steps_per_epoch=3, eval_every_epochs=1,
+                                   eval_max_records=40), architecture=ARCH)
+    assert result.step == 3 and np.isfinite(_losses(result)).all()
+    state = json.loads((result.last_save.path / "state.json").read_text())
+    assert len(state["annotations"]) > 50 and all(t.startswith("GO:") for t in state["annotations"])
+    assert "eval_go_auc" in result.history[-1]

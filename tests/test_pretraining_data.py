@@ -10,7 +10,7 @@ from proteinbert.data.pretraining_batches import (
     replica_dataset, split_for_replicas,
 )
 from proteinbert.errors import DatasetSchemaError, InputError
-from proteinbert.tokenizer import END_ID, PAD_ID, START_ID, VOCAB_SIZE, encode_residues
+from proteinbert.tokenizer import END_ID, PAD_ID, START_ID, encode_residues
 
 from conftest import require_shared
 from pretraining_h5 import read_sp2014, write_pretraining_h5
@@ -135,10 +135,19 @@ def test_holdout_records_are_never_trained_on(h5_path):
     with PretrainingDataset(h5_path) as ds:
         ids = np.concatenate([b.record_ids for b in _take(PretrainingBatches(ds, s), 60)])
         held = holdout_batch(ds, s, max_records=40)
+        given = holdout_batch(ds, s, max_records=40, annotation_inputs=True)
+        test = ds.read(len(ds) - 100, len(ds) - 60).test_set_mask
         n = len(ds)
     assert ids.max() < n - 100
     assert held.tokens.shape == (40, 32) and held.record_ids.min() == n - 100
     assert not held.annotations.any()  # GO terms are predicted from the sequence alone
+    assert np.array_equal(given.tokens, held.tokens)
+    shown = given.annotations.any(axis=1)
+    assert not shown[test].any()
+    eligible = given.annotation_targets.any(axis=1) & ~test
+    # never hidden; a protein with few terms may still lose them all to the 25% drop
+    assert shown.sum() >= 0.9 * eligible.sum()
+    assert ((given.annotations > 0) & (given.annotation_targets == 0)).mean() < 1e-3
 
 
 def test_reads_chunks_never_the_whole_file(h5_path, monkeypatch):

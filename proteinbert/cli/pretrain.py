@@ -43,6 +43,7 @@ def build_parser():
                    help="keep the last N records of the file out of training and evaluate on them (default 0)")
     d.add_argument("--eval-every", type=int, default=1, help="evaluate on the held-out records every N epochs (0: never; default 1)")
     d.add_argument("--eval-records", type=int, default=512, help="held-out records evaluated at most (default 512)")
+    d.add_argument("--eval-seq-len", type=int, help="model length of the evaluation (default: the first episode's)")
     a = p.add_argument_group("architecture (defaults: the released model)")
     for name, default in (("d-seq", 128), ("d-global", 512), ("n-blocks", 6), ("n-heads", 4), ("d-key", 64)):
         a.add_argument(f"--{name}", type=int, default=None, help=f"default {default}")
@@ -87,7 +88,7 @@ def run(args) -> int:
         max_epochs=args.epochs, time_budget_s=None if args.time_budget is None else args.time_budget * 60,
         save_every_epochs=args.save_every, keep_every_saves=args.keep_every,
         dtype="mixed_bfloat16" if args.mixed_precision else None, jit_compile=args.xla,
-        eval_every_epochs=args.eval_every, eval_max_records=args.eval_records,
+        eval_every_epochs=args.eval_every, eval_max_records=args.eval_records, eval_seq_len=args.eval_seq_len,
         tensorboard=not args.no_tensorboard, progress=not (args.no_progress or args.quiet), seed=args.seed,
     )
     architecture = {k: v for k, v in dict(d_seq=args.d_seq, d_global=args.d_global, n_blocks=args.n_blocks,

@@ -20,16 +20,28 @@ Pipeline (every stage streams; memory does not grow with the input):
 Unlike the 2021 pipeline, annotations *are* propagated to ancestors, no GO term is lost to an
 index-0 test, and the FASTA join uses each entry's own cluster id.
 
+Both cores: each input is parsed in a worker process (``parallel=True``, Linux) whose reader
+decompresses and hashes on a thread, while this process resolves GO ids and stores/spools records.
+Memory: the GO closure cache, a 64 MB SQLite page cache, one byte per annotation entry (the
+"has a sequence" flags), per-term counts, and one bucket (≤ ``records_per_bucket`` records) at
+write time; scratch files go next to the output (or ``temp_dir``) and are removed in all cases.
+
+Besides the 2021 datasets the file holds ``uniprot_accessions`` (N strings: the UniProtKB
+accession of each record, ``""`` when unknown) and root attributes describing how it was made
+(GO release and file checksum, thresholds, seed, input files with sizes and SHA-256, counts of
+everything skipped, ``tool_version``).
+
 >>> from proteinbert.data.dataset_builder import DatasetSettings, build_dataset
 >>> settings = DatasetSettings(output="out.h5", go_obo="go.obo.gz", input_kind="fasta_tsv",
 ...                            fasta="sp.fasta.gz", go_tsv="sp.go.tsv.gz", min_records_per_term=100)
 >>> summary = build_dataset(settings)  # doctest: +SKIP
 >>> summary.n_records, summary.n_annotations  # doctest: +SKIP
-(2000, 268)
+(2000, 186)
 """
 
 from __future__ import annotations
 
+import array
 import datetime
 import json
 import logging
@@ -49,12 +61,11 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..errors import FormatError, InputError
 from ..io_utils import atomic_write_path
-from .fasta import open_text, parse_fasta
+from .fasta import open_text
 from .gene_ontology import GeneOntology, GoSkipCounts, read_gene_ontology
-from .go_tsv import parse_go_tsv
 from .h5dataset import PretrainingDataset, create_pretraining_datasets
-from .streams import ThreadedInput, file_sha256, open_threaded_text
-from .uniprot_xml import parse_uniprot_xml, parse_uniref_xml
+from .streams import file_sha256
+from .record_sources import RecordSource
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +97,7 @@ class DatasetSettings:
     temp_dir: Path | None = None
     records_per_bucket: int = 100_000
     progress: bool = True
+    parallel: bool = True  # parse each input in a worker process (both cores); False: one process
 
     def __post_init__(self):
         for name in ("output", "go_obo", "xml", "fasta", "go_tsv", "test_ids_file", "temp_dir"):
@@ -246,10 +258,14 @@ def _parse_spooled(line: str) -> tuple:
 
 
 def _shuffled_chunks(path: Path, count: int, limit: int, rng: np.random.Generator) -> Iterator[list]:
-    """Records of one bucket file in a uniformly random order, never loading more than ~``limit``."""
+    """Records of one bucket file in a uniformly random order, never loading more than ~``limit``.
+
+    The file is deleted once read.
+    """
     if count <= limit:
         with open(path, encoding="utf-8") as f:
             lines = f.readlines()
+        path.unlink()  # free the scratch space as we go
         order = rng.permutation(len(lines))
         records = [_parse_spooled(lines[i]) for i in order]
         del lines
@@ -275,7 +291,6 @@ def _shuffled_chunks(path: Path, count: int, limit: int, rng: np.random.Generato
     path.unlink()
     for p, n in zip(sub_paths, sub_sizes):
         yield from _shuffled_chunks(p, n, limit, rng)
-        p.unlink()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -311,7 +326,7 @@ def read_test_ids(path) -> frozenset:
 class _Progress:
     """A records bar (count and rate) that also shows how far through the stored file we are."""
 
-    def __init__(self, desc: str, enabled: bool, stream: ThreadedInput | None = None, total: int | None = None):
+    def __init__(self, desc: str, enabled: bool, stream=None, total: int | None = None):
         self.bar = tqdm(desc=desc, unit=" rec", unit_scale=True, disable=not enabled, total=total,
                         mininterval=1.0, smoothing=0.05, dynamic_ncols=True)
         self.stream = stream
@@ -334,7 +349,7 @@ class _Progress:
         self.bar.close()
 
 
-def _input_info(role: str, path: Path, stream: ThreadedInput | None) -> dict:
+def _input_info(role: str, path: Path, stream) -> dict:
     digest = stream.digest if stream is not None and stream.digest else file_sha256(path)
     return {"role": role, "path": str(Path(path).resolve()), "size": os.path.getsize(path), "sha256": digest}
 
@@ -449,18 +464,18 @@ def _spool_uniprot(settings, go: GeneOntology, tmp: Path, rng, inputs: list, sec
     n_buckets = int(min(256, max(1, math.ceil(size / 1500 / settings.records_per_bucket))))
     spool = _BucketSpool(tmp, n_buckets, rng, len(go.terms))
     n = 0
-    with ThreadedInput(path) as stream:
-        progress = _Progress("UniProtKB XML", settings.progress, stream)
+    with RecordSource("uniprot", path, settings.parallel) as source:
+        progress = _Progress("UniProtKB XML", settings.progress, source)
         try:
-            for rec in parse_uniprot_xml(stream, str(path)):
-                terms = go.propagate(go.resolve_many(rec.go_ids)) if rec.go_ids else _EMPTY
-                spool.add(rec.name, rec.accession, rec.seq, terms, str(path), rec.line)
+            for name, acc, seq, go_ids, line in source:
+                terms = go.propagate(go.resolve_many(go_ids)) if go_ids else _EMPTY
+                spool.add(name, acc, seq, terms, str(path), line)
                 n += 1
                 progress.tick()
         finally:
             progress.close()
             spool.close()
-        inputs.append(_input_info("uniprot_xml", path, stream))
+        inputs.append(_input_info("uniprot_xml", path, source))
     seconds["xml"] = time.perf_counter() - t
     return spool, {"source_records": n, "why_empty": f"{path} has no entries"}
 
@@ -474,24 +489,16 @@ def _spool_joined(settings, go: GeneOntology, tmp: Path, rng, inputs: list, seco
         src_path, role, desc = settings.go_tsv, "go_tsv", "GO TSV"
     store = _AnnotationStore(tmp / "annotations.sqlite", str(src_path))
     try:
-        if settings.input_kind == "uniref":
-            stream = ThreadedInput(src_path)
-            records = ((r.key, r.name, r.accession, r.go_ids) for r in parse_uniref_xml(stream, str(src_path)))
-            closer = stream
-        else:
-            stream, text = open_threaded_text(src_path)
-            records = ((r.accession, r.accession, r.accession, r.go_ids) for r in parse_go_tsv(text, str(src_path)))
-            closer = text
-        progress = _Progress(desc, settings.progress, stream)
-        with closer:
+        with RecordSource("uniref" if settings.input_kind == "uniref" else "tsv", src_path, settings.parallel) as source:
+            progress = _Progress(desc, settings.progress, source)
             try:
-                for key, name, acc, go_ids in records:
+                for key, name, acc, go_ids, _line in source:
                     direct = sorted(set(go.resolve_many(go_ids))) if go_ids else ()
-                    store.add(key, name, acc, np.asarray(direct, dtype=np.int32).tobytes())
+                    store.add(key, name, acc, array.array("i", direct).tobytes())
                     progress.tick()
             finally:
                 progress.close()
-            inputs.append(_input_info(role, src_path, stream))
+            inputs.append(_input_info(role, src_path, source))
         store.finish()
         seconds[role] = time.perf_counter() - t
         logger.info("%s: %d entries from %s; %s", desc, store.n, src_path, go.skips.describe())
@@ -503,32 +510,35 @@ def _spool_joined(settings, go: GeneOntology, tmp: Path, rng, inputs: list, seco
         matched = np.zeros(store.n + 1, dtype=bool)
         without_entry = 0
         fasta_path = settings.fasta
-        raw, text = open_threaded_text(fasta_path)
-        progress = _Progress("FASTA join", settings.progress, raw)
-        with text:
+        with RecordSource("fasta", fasta_path, settings.parallel) as source:
+            progress = _Progress("FASTA join", settings.progress, source)
             try:
-                for rec in parse_fasta(text, str(fasta_path)):
+                for rec_id, seq, line in source:
                     progress.tick()
-                    row = store.get(rec.id)
+                    row = store.get(rec_id)
                     if row is None:
                         without_entry += 1
                         continue
                     rowid, name, acc, blob = row
                     if matched[rowid]:
-                        raise FormatError(f"sequence id {rec.id!r} occurs more than once", fasta_path, rec.line)
+                        raise FormatError(f"sequence id {rec_id!r} occurs more than once", fasta_path, line)
                     matched[rowid] = True
-                    direct = np.frombuffer(blob, dtype=np.int32)
-                    terms = go.propagate(direct.tolist()) if len(direct) else _EMPTY
-                    spool.add(name, acc, rec.seq, terms, str(fasta_path), rec.line)
+                    terms = go.propagate(np.frombuffer(blob, dtype=np.int32).tolist()) if blob else _EMPTY
+                    spool.add(name, acc, seq, terms, str(fasta_path), line)
             finally:
                 progress.close()
                 spool.close()
-            inputs.append(_input_info("fasta", fasta_path, raw))
+            inputs.append(_input_info("fasta", fasta_path, source))
         seconds["fasta_join"] = time.perf_counter() - t
 
-        missing_rows = np.flatnonzero(~matched[1:]) + 1
-        stats = {"source_records": store.n, "matched": int(spool.n), "missing_sequences": int(len(missing_rows)),
-                 "missing_examples": store.names_of(missing_rows[:5]), "sequences_without_entry": without_entry,
+        n_missing = store.n - int(spool.n)
+        examples: list = []
+        for start in range(1, store.n + 1, 1 << 20):  # chunked: never an index array of everything missing
+            if len(examples) >= 5 or not n_missing:
+                break
+            examples.extend((np.flatnonzero(~matched[start:start + (1 << 20)]) + start)[:5 - len(examples)].tolist())
+        stats = {"source_records": store.n, "matched": int(spool.n), "missing_sequences": n_missing,
+                 "missing_examples": store.names_of(examples), "sequences_without_entry": without_entry,
                  "why_empty": f"no id of {src_path} ({store.n:,} entries) matches an id of {fasta_path}"}
     finally:
         store.close()

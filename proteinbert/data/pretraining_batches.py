@@ -202,6 +202,7 @@ class PretrainingBatches:
         self.next_chunk = 0
         if state is not None:
             self._restore(state)
+        self._snapshots[self.step - 1] = self.state()  # "after step -1": the start, for a save before any step
 
     # -- state --------------------------------------------------------------------------
     def state(self) -> StreamState:
@@ -339,11 +340,13 @@ def make_batch(records: Sequence[_Record], step: int, episode: int, seq_len: int
 
 
 def holdout_batch(dataset: PretrainingDataset, settings: PretrainingDataSettings, seq_len: int | None = None,
-                  max_records: int | None = None) -> PretrainingBatch | None:
+                  max_records: int | None = None, annotation_inputs: bool = False) -> PretrainingBatch | None:
     """The held-out records (the last ``holdout_records`` of the file) as one fixed evaluation batch.
 
-    Tokens are corrupted as in training (fixed seed); annotation inputs are all off, so GO terms
-    are predicted from the sequence alone. ``None`` if there is no held-out slice.
+    Tokens are corrupted as in training (fixed seed). Annotation inputs are all off, so GO terms
+    are predicted from the sequence alone; with ``annotation_inputs=True`` every protein (except
+    test-set ones) gets its annotations corrupted as in training but never hidden (the same tokens).
+    ``None`` if there is no held-out slice.
     """
     n = settings.holdout_records if max_records is None else min(settings.holdout_records, max_records)
     if n <= 0:
@@ -353,7 +356,7 @@ def holdout_batch(dataset: PretrainingDataset, settings: PretrainingDataSettings
     records = [PretrainingBatches._make_record(start + j, recs, j) for j in range(len(recs.seqs))]
     seq_len = seq_len or settings.episodes[0][0]
     held = PretrainingDataSettings(**{**settings.to_dict(), "episodes": ((seq_len, len(records)),),
-                                      "no_annotations_p": 1.0})
+                                      "no_annotations_p": 0.0 if annotation_inputs else 1.0})
     return make_batch(records, -1, 0, seq_len, dataset.n_annotations, held,
                       np.random.default_rng([settings.seed, _HOLDOUT]))
 

@@ -78,35 +78,30 @@ def _run(source: BinaryIO, path: str, tag: str, extract, kind: str) -> Iterator[
         raise FormatError(f"no {tag} elements found (root element is {found}); is this a {kind} XML file?", path)
 
 
+_UR_PROP, _UR_REP, _UR_DBREF, _UR_SEQ = (f"{{{UNIREF_NS}}}{t}" for t in ("property", "representativeMember",
+                                                                       "dbReference", "sequence"))
+
+
 def _uniref_entry(entry, path: str) -> XmlRecord:
+    # Tag-filtered child iteration: lxml only builds Python proxies for the elements we look at.
     key = entry.get("id")
     if not key:
         raise FormatError("UniRef <entry> without an id attribute", path, entry.sourceline)
-    prop, rep, dbref, seq_tag = (f"{{{UNIREF_NS}}}{t}" for t in ("property", "representativeMember",
-                                                                  "dbReference", "sequence"))
-    go_ids = []
-    name = accession = ""
-    seq = None
-    for child in entry:
-        tag = child.tag
-        if tag == prop:
-            if child.get("type") in UNIREF_GO_TYPES:
-                value = child.get("value")
-                if value:
-                    go_ids.append(value.strip())
-        elif tag == rep:
-            for sub in child:
-                if sub.tag == dbref:
-                    name = sub.get("id") or ""
-                    for p in sub:
-                        if p.get("type") == "UniProtKB accession":
-                            accession = p.get("value") or ""
-                            break
-                elif sub.tag == seq_tag and sub.text:
-                    seq = "".join(sub.text.split())
+    go_ids = tuple(p.get("value").strip() for p in entry.iterchildren(_UR_PROP)
+                   if p.get("type") in UNIREF_GO_TYPES and p.get("value"))
+    rep = entry.find(_UR_REP)
+    dbref = rep.find(_UR_DBREF) if rep is not None else None
+    name = dbref.get("id") if dbref is not None else None
     if not name:
         raise FormatError(f"entry {key!r} has no representativeMember/dbReference id", path, entry.sourceline)
-    return XmlRecord(key, name, accession, tuple(go_ids), seq, entry.sourceline)
+    accession = ""
+    for p in dbref.iterchildren(_UR_PROP):
+        if p.get("type") == "UniProtKB accession":
+            accession = p.get("value") or ""
+            break
+    seq_el = rep.find(_UR_SEQ)
+    seq = "".join(seq_el.text.split()) if seq_el is not None and seq_el.text else None
+    return XmlRecord(key, name, accession, go_ids, seq, entry.sourceline)
 
 
 def _uniprot_entry(entry, path: str) -> XmlRecord:

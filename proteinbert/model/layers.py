@@ -44,28 +44,22 @@ class GlobalAttention(keras.layers.Layer):
 
     def call(self, inputs, padding_mask=None):
         x, s = inputs  # x: (B, G), s: (B, L, S)
-        h, dk, dv = self.n_heads, self.d_key, self.d_value
-        d_seq = ops.shape(self.Wk)[1]
-        # One matmul for all heads: (S, H*dk) and (S, H*dv) views of the kernels.
-        wk = ops.reshape(ops.transpose(self.Wk, (1, 0, 2)), (d_seq, h * dk))
-        wv = ops.reshape(ops.transpose(self.Wv, (1, 0, 2)), (d_seq, h * dv))
-        q = ops.tanh(ops.einsum("bg,hgk->bhk", x, self.Wq))  # (B, H, dk)
-        keys = ops.tanh(ops.matmul(s, wk))  # (B, L, H*dk)
-        values = ops.gelu(ops.matmul(s, wv), approximate=False)  # exact GELU, as the original
-        batch, length = ops.shape(s)[0], ops.shape(s)[1]
-        # Scores without transposing the (B, L, H*dk) keys: multiply by the broadcast query and
-        # sum each head's dk slice. Elementwise work is cheap next to the key/value matmuls.
-        q_flat = ops.reshape(q, (batch, 1, h * dk))
-        scores = ops.sum(ops.reshape(keys * q_flat, (batch, length, h, dk)), axis=-1) / math.sqrt(dk)  # (B, L, H)
-        if padding_mask is not None:
-            neg = ops.cast(-1e9 if scores.dtype == "float32" else -3e4, scores.dtype)
-            scores = ops.where(ops.expand_dims(ops.cast(padding_mask, "bool"), -1), scores, neg)
-        # Softmax over positions in float32 even under mixed precision: L can be tens of thousands.
-        attn = ops.cast(ops.softmax(ops.cast(scores, "float32"), axis=1), values.dtype)  # (B, L, H)
-        # out[b, h, :] = sum_l attn[b, l, h] * values[b, l, h, :] as one batched matmul per (b, h).
-        values = ops.transpose(ops.reshape(values, (batch, length, h, dv)), (0, 2, 1, 3))  # (B, H, L, dv)
-        out = ops.matmul(ops.expand_dims(ops.transpose(attn, (0, 2, 1)), 2), values)  # (B, H, 1, dv)
-        return ops.reshape(out, (batch, h * dv))
+        # One head at a time: the (B, L, d_value) activations of a head are a quarter of all
+        # heads', which keeps peak memory low on long sequences; no transposes are needed.
+        outputs = []
+        for h in range(self.n_heads):
+            q = ops.tanh(ops.matmul(x, self.Wq[h]))  # (B, dk)
+            keys = ops.tanh(ops.matmul(s, self.Wk[h]))  # (B, L, dk)
+            scores = ops.squeeze(ops.matmul(keys, ops.expand_dims(q, -1)), -1) / math.sqrt(self.d_key)  # (B, L)
+            if padding_mask is not None:
+                neg = ops.cast(-1e9 if scores.dtype == "float32" else -3e4, scores.dtype)
+                scores = ops.where(ops.cast(padding_mask, "bool"), scores, neg)
+            # Softmax over positions in float32 even under mixed precision: L can be tens of thousands.
+            attn = ops.softmax(ops.cast(scores, "float32"), axis=-1)
+            values = ops.gelu(ops.matmul(s, self.Wv[h]), approximate=False)  # exact GELU, as the original
+            attn = ops.cast(ops.expand_dims(attn, 1), values.dtype)  # (B, 1, L)
+            outputs.append(ops.squeeze(ops.matmul(attn, values), 1))  # (B, dv)
+        return ops.concatenate(outputs, axis=-1)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.n_heads * self.d_value)

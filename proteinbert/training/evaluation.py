@@ -25,7 +25,8 @@ from .finetuning import EncodedSet, FinetunedModel, OutputSpec, length_batches
 
 logger = logging.getLogger(__name__)
 
-METRIC_NAMES = {"binary": "AUC", "multilabel": "AUC", "categorical": "Accuracy", "numeric": "Spearman's rank correlation"}
+METRIC_NAMES = {"binary": "AUC", "multilabel": "AUC", "categorical": "Accuracy",
+                "numeric": "Spearman's rank correlation"}
 
 
 def model_length_bucket(n_tokens: int, start_seq_len: int = 512, increase_factor: int = 2) -> int:

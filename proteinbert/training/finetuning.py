@@ -22,7 +22,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -233,7 +233,9 @@ def encode_labels(spec: OutputSpec, seqs: Sequence[str], labels: Sequence, row_i
     out: list[np.ndarray] = []
     for i, (seq, value) in enumerate(zip(seqs, labels)):
         row = _row_name(row_ids, i)
-        if spec.task != "multilabel" and _is_missing(value) or (spec.task == "multilabel" and value is None):
+        if spec.task == "multilabel" and _is_missing(value):
+            value = ""  # an empty cell: a protein with none of the labels (CSV cannot tell it from "missing")
+        if _is_missing(value) and spec.task != "multilabel":
             problems.append(f"{row}: missing label ({value!r})")
             out.append(None)
             continue
@@ -410,6 +412,14 @@ class EncodedSet:
     def n_tokens(self) -> np.ndarray:
         return np.array([len(t) + N_ADDED_TOKENS for t in self.tokens], dtype=np.int64)
 
+    def global_targets(self, indices: np.ndarray) -> np.ndarray:
+        """Targets of global outputs: ``(n,)`` class ids or ``(n, n_outputs)`` floats."""
+        if self.spec.task == "multilabel":
+            return np.stack([self.labels[i] for i in indices]).astype(np.float32)
+        if self.spec.task == "categorical":
+            return np.array([self.labels[i] for i in indices], dtype=np.int32)
+        return np.array([self.labels[i] for i in indices], dtype=np.float32)[:, None]
+
     def batch(self, indices: np.ndarray, padded_len: int):
         """``(x, y, sample_weight)`` arrays for the records ``indices`` padded to ``padded_len``."""
         n = len(indices)
@@ -424,13 +434,7 @@ class EncodedSet:
             return (x, annotations), None, None
         spec = self.spec
         if spec.level == "global":
-            if spec.task == "multilabel":
-                y = np.stack([self.labels[i] for i in indices]).astype(np.float32)
-            elif spec.task == "categorical":
-                y = np.array([self.labels[i] for i in indices], dtype=np.int32)
-            else:
-                y = np.array([self.labels[i] for i in indices], dtype=np.float32)[:, None]
-            return (x, annotations), y, np.ones((n,), dtype=np.float32)
+            return (x, annotations), self.global_targets(indices), np.ones((n,), dtype=np.float32)
         dtype = np.int32 if spec.task == "categorical" else np.float32
         y = np.zeros((n, padded_len), dtype=dtype)
         weights = np.zeros((n, padded_len), dtype=np.float32)
@@ -513,7 +517,8 @@ def build_finetuning_model(backbone, spec: OutputSpec, hidden_layers: str = "all
     annotations = keras.Input(shape=(backbone.n_annotations,), dtype="float32", name="input-annotations")
     rep = pretrained([tokens, annotations])
     rep = keras.layers.Dropout(dropout_rate, seed=seed, name="head-dropout")(rep)
-    out = keras.layers.Dense(spec.n_outputs, activation=spec.activation, name="head-dense", dtype="float32")(rep)
+    out = keras.layers.Dense(spec.n_outputs, activation=spec.activation, name="head-dense", dtype="float32",
+                             kernel_initializer=keras.initializers.GlorotUniform(seed=seed))(rep)
     return keras.Model([tokens, annotations], out, name="proteinbert_finetuned")
 
 
@@ -623,6 +628,10 @@ class FinetuneConfig:
     seed: int = 0
     verbose: int = 0
     run_eagerly: bool = False  # skips graph tracing: faster only for a handful of tiny batches (tests)
+    # Frozen stages of global outputs train the head on representations computed once per record:
+    # the frozen part has no dropout, so each step sees the same numbers as without the cache (the
+    # head's dropout still draws per step), at a fraction of the cost.
+    cache_frozen_features: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -656,22 +665,31 @@ def finetune(model, spec: OutputSpec, train: EncodedSet, valid: EncodedSet | Non
     """Run ``config.stages`` on ``model`` (from :func:`build_finetuning_model`) in place.
 
     Each stage sets the pretrained part frozen or trainable, compiles Adam at its learning rate
-    and fits on length-bucketed batches (reshuffled every epoch from ``config.seed``), monitoring
+    (a stage with the same trainable layers as the one before keeps its optimizer and only
+    changes the learning rate) and fits on length-bucketed batches (reshuffled every epoch from ``config.seed``), monitoring
     the validation loss (the training loss if ``valid`` is None).
     """
-    import keras
-
     if len(train) == 0:
         raise InputError("the training split is empty")
     if train.labels is None:
         raise InputError("the training records have no labels")
-    rng = np.random.default_rng(config.seed)
-    keras.utils.set_random_seed(config.seed)
+    rng = np.random.default_rng(config.seed)  # batch composition and order; no global random state
     pretrained = model.get_layer("pretrained")
     results = []
+    compiled_trainable = None
     for stage in config.stages:
-        pretrained.trainable = stage.train_pretrained
-        compile_model(model, spec, stage.learning_rate, config.run_eagerly)
+        if not stage.train_pretrained and config.cache_frozen_features and spec.level == "global":
+            results.append(_fit_head_on_cached_features(model, spec, train, valid, stage, config, rng, callbacks))
+            compiled_trainable = None
+            continue
+        if compiled_trainable is stage.train_pretrained:
+            # Same trainable variables as the previous stage: keep the compiled (traced) step and
+            # the optimizer state, change only the learning rate. Tracing costs seconds per compile.
+            model.optimizer.learning_rate.assign(stage.learning_rate)
+        else:
+            pretrained.trainable = stage.train_pretrained
+            compile_model(model, spec, stage.learning_rate, config.run_eagerly)
+            compiled_trainable = stage.train_pretrained
         train_ds = _tf_dataset(train, [], repeat_rng=rng, seq_len=stage.seq_len, batch_size=stage.batch_size,
                                padding=config.padding).repeat()
         steps = len(length_batches(train.n_tokens, stage.seq_len, stage.batch_size, config.padding))
@@ -686,8 +704,7 @@ def finetune(model, spec: OutputSpec, train: EncodedSet, valid: EncodedSet | Non
                     stage.max_epochs, "all layers" if stage.train_pretrained else "pretrained layers frozen", steps)
         start = time.perf_counter()
         history = model.fit(train_ds, validation_data=valid_ds, epochs=stage.max_epochs, steps_per_epoch=steps,
-                            validation_steps=valid_steps,
-                            callbacks=cbs, verbose=config.verbose, shuffle=False)
+                            validation_steps=valid_steps, callbacks=cbs, verbose=config.verbose, shuffle=False)
         wall = time.perf_counter() - start
         epochs = len(history.history.get("loss", []))
         results.append(StageResult(stage.name, epochs, wall, {k: [float(x) for x in v]
@@ -696,6 +713,67 @@ def finetune(model, spec: OutputSpec, train: EncodedSet, valid: EncodedSet | Non
                     {k: round(v[-1], 4) for k, v in results[-1].history.items()})
     pretrained.trainable = True
     return results
+
+
+def representations(pretrained, data: EncodedSet, seq_len: int, batch_size: int, padding: str,
+                    run_eagerly: bool = False) -> np.ndarray:
+    """``(n, width)`` outputs of the (global) representation model for every record, in record order."""
+    import tensorflow as tf
+
+    call = pretrained
+    if not run_eagerly:
+        # One trace for every length (dynamic dimensions in the signature).
+        call = tf.function(lambda t, a: pretrained([t, a], training=False), reduce_retracing=True,
+                           input_signature=[tf.TensorSpec((None, None), tf.int32),
+                                            tf.TensorSpec((None, data.n_annotations), tf.float32)])
+    out = None
+    for indices, length in length_batches(data.n_tokens, seq_len, batch_size, padding):
+        (x, a), _, _ = data.batch(indices, length)
+        y = np.asarray(call(x, a) if not run_eagerly else pretrained([x, a], training=False))
+        if out is None:
+            out = np.zeros((len(data), y.shape[-1]), dtype=np.float32)
+        out[indices] = y
+    return out
+
+
+def _fit_head_on_cached_features(model, spec, train, valid, stage, config, rng, callbacks) -> "StageResult":
+    import keras
+    import tensorflow as tf
+
+    start = time.perf_counter()
+    pretrained = model.get_layer("pretrained")
+    pretrained.trainable = False
+    features = representations(pretrained, train, stage.seq_len, stage.batch_size, config.padding, config.run_eagerly)
+    targets = train.global_targets(np.arange(len(train)))
+    inp = keras.Input(shape=(features.shape[1],), dtype="float32")
+    head = keras.Model(inp, model.get_layer("head-dense")(model.get_layer("head-dropout")(inp)), name="head")
+    compile_model(head, spec, stage.learning_rate, config.run_eagerly)
+
+    def batches():
+        # The same batch composition as the uncached stage would draw (lengths only set batch sizes).
+        for idx, _ in length_batches(train.n_tokens, stage.seq_len, stage.batch_size, config.padding, rng=rng):
+            yield features[idx], targets[idx]
+
+    y_shape = (None,) if spec.task == "categorical" else (None, spec.n_outputs)
+    y_dtype = tf.int32 if spec.task == "categorical" else tf.float32
+    signature = (tf.TensorSpec((None, features.shape[1]), tf.float32), tf.TensorSpec(y_shape, y_dtype))
+    train_ds = tf.data.Dataset.from_generator(batches, output_signature=signature).repeat()
+    steps = len(length_batches(train.n_tokens, stage.seq_len, stage.batch_size, config.padding))
+    valid_data = None
+    if valid is not None:
+        vfeat = representations(pretrained, valid, stage.seq_len, stage.batch_size, config.padding, config.run_eagerly)
+        valid_data = (vfeat, valid.global_targets(np.arange(len(valid))))
+    monitor = "val_loss" if valid is not None else "loss"
+    cbs = (_callbacks(config, monitor) if stage.callbacks else []) + list(callbacks)
+    logger.info("stage %s: lr %g, up to %d epochs, head only on cached representations (%d x %d)", stage.name,
+                stage.learning_rate, stage.max_epochs, *features.shape)
+    history = head.fit(train_ds, steps_per_epoch=steps, validation_data=valid_data, batch_size=stage.batch_size,
+                       epochs=stage.max_epochs, callbacks=cbs, verbose=config.verbose, shuffle=False)
+    wall = time.perf_counter() - start
+    hist = {k: [float(x) for x in v] for k, v in history.history.items()}
+    logger.info("stage %s: %d epochs in %.1f s, final %s", stage.name, len(hist.get("loss", [])), wall,
+                {k: round(v[-1], 4) for k, v in hist.items()})
+    return StageResult(stage.name, len(hist.get("loss", [])), wall, hist)
 
 
 def predict(model, data: EncodedSet, seq_len: int = 512, batch_size: int = 32, padding: str = "bucket") -> list:
@@ -811,7 +889,7 @@ class FinetunedModel:
 def finetune_from_backbone(backbone, spec: OutputSpec, train_seqs, train_labels, valid_seqs=None,
                            valid_labels=None, config: FinetuneConfig = FinetuneConfig(),
                            hidden_layers: str = "all", dropout_rate: float = 0.5,
-                           train_row_ids=None, valid_row_ids=None) -> FinetunedModel:
+                           train_row_ids=None, valid_row_ids=None, callbacks: Sequence = ()) -> FinetunedModel:
     """Validate, encode, build the head on ``backbone`` and run the schedule; returns the model.
 
     ``spec`` may lack its label list (categorical/multi-label): it is then taken from the
@@ -830,7 +908,7 @@ def finetune_from_backbone(backbone, spec: OutputSpec, train_seqs, train_labels,
         valid = EncodedSet.build(spec, valid_seqs, valid_labels, A, config.crop_len, valid_row_ids,
                                  "validation set")
     model = build_finetuning_model(backbone, spec, hidden_layers, dropout_rate, seed=config.seed)
-    results = finetune(model, spec, train, valid, config)
+    results = finetune(model, spec, train, valid, config, callbacks=callbacks)
     metadata = {
         "backbone_architecture": dict(backbone.architecture),
         "hidden_layers": hidden_layers,
@@ -841,6 +919,3 @@ def finetune_from_backbone(backbone, spec: OutputSpec, train_seqs, train_labels,
     return FinetunedModel(model, spec, metadata)
 
 
-def iter_stage_results(results: Sequence[StageResult]) -> Iterator[str]:
-    for r in results:
-        yield f"{r.name}: {r.epochs} epoch(s), {r.wall_s:.1f} s"

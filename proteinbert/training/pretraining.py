@@ -73,6 +73,7 @@ class PretrainingSettings:
     eval_every_epochs: int = 1  # 0: never
     eval_max_records: int = 512
     eval_batch_size: int = 64
+    eval_seq_len: int | None = None  # default: the first episode's length
     tensorboard: bool = True
     progress: bool = True
     prefetch: int = 4
@@ -217,6 +218,8 @@ class Pretrainer:
             raise InputError(f"unknown architecture keys {unknown}; allowed: {', '.join(ARCHITECTURE_KEYS)}")
 
         saved = None
+        if resume and init_weights is not None:
+            raise InputError("resume and init_weights exclude each other: a resumed run continues from its own save")
         if resume:
             save = checkpoints.latest_save(self.output_dir)
             if save is None:
@@ -234,7 +237,11 @@ class Pretrainer:
             data_settings = PretrainingDataSettings.from_dict(state["data"])
             if data_settings != settings.data:
                 logger.info("resuming with the saved data settings (the schedule must not change)")
-            self.settings = settings = replace(settings, data=data_settings)
+            if int(state["steps_per_epoch"]) != settings.steps_per_epoch:
+                logger.warning("resuming with the saved steps_per_epoch=%s (ignoring %s)", state["steps_per_epoch"],
+                               settings.steps_per_epoch)
+            self.settings = settings = replace(settings, data=data_settings,
+                                               steps_per_epoch=int(state["steps_per_epoch"]))
         elif checkpoints.list_saves(self.output_dir):
             raise InputError(
                 f"{self.output_dir} already holds saves; pass resume=True (--resume) to continue, "
@@ -352,8 +359,10 @@ class Pretrainer:
     def evaluate(self) -> dict:
         """Held-out token accuracy, losses and GO AUC (annotation inputs off), or ``{}``."""
         if self._eval is None:
-            batch = holdout_batch(self.dataset, self.settings.data, max_records=self.settings.eval_max_records)
-            self._eval = batch if batch is not None else False
+            kw = dict(seq_len=self.settings.eval_seq_len, max_records=self.settings.eval_max_records)
+            batch = holdout_batch(self.dataset, self.settings.data, **kw)
+            given = holdout_batch(self.dataset, self.settings.data, annotation_inputs=True, **kw)
+            self._eval = (batch, given) if batch is not None else False
         if self._eval is False:
             return {}
         if self._predict is None:
@@ -362,14 +371,20 @@ class Pretrainer:
             model = self.model
             self._predict = tf.function(lambda t, a: model([t, a], training=False), input_signature=[
                 tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((None, model.n_annotations), tf.float32)])
-        return evaluate_batch(self._predict, self._eval, self.settings.eval_batch_size)
+        batch, given = self._eval
+        out = evaluate_batch(self._predict, batch, self.settings.eval_batch_size)
+        with_inputs = evaluate_batch(self._predict, given, self.settings.eval_batch_size, only_not_given=True)
+        for key in ("eval_go_auc", "eval_go_auc_micro"):
+            if key in with_inputs:
+                out[key.replace("eval_", "eval_partial_input_")] = with_inputs[key]
+        return out
 
     # -- saving --------------------------------------------------------------------------------
     def save(self) -> checkpoints.SaveInfo | None:
         """Write a save of the current position (chief only); prune older saves."""
         if not self.is_chief:
             return None
-        stream_state = self.stream.state_after(self.step - 1) if self.step > 0 else self.stream.state()
+        stream_state = self.stream.state_after(self.step - 1)
         weights = export_released_weights(self.model, checkpoints.export_lamb_state(self.model, self.optimizer))
         state = {
             "step": self.step, "epoch": self.epoch, "samples": self.samples,
@@ -543,30 +558,36 @@ def _write_scalar(tf, name: str, value) -> None:
     tf.summary.write(tag=name, tensor=tf.constant(float(value), tf.float32), metadata=metadata)
 
 
-def column_auc(y, scores) -> np.ndarray:
+def column_auc(y, scores, mask=None) -> np.ndarray:
     """ROC AUC of every column (ties count half); NaN where a column lacks positives or negatives.
 
     Rank-sum (Mann-Whitney) form, vectorised over columns: equal to sklearn's ``roc_auc_score``.
+    ``mask`` (same shape, bool) keeps only the ``True`` entries of each column.
 
     >>> column_auc(np.array([[1, 0], [0, 1], [1, 1]]), np.array([[0.9, 0.2], [0.1, 0.2], [0.5, 0.3]])).round(2)
     array([1.  , 0.75])
     """
     from scipy.stats import rankdata
 
-    y = np.asarray(y) > 0
-    ranks = rankdata(np.asarray(scores, dtype=np.float64), axis=0)
+    scores = np.array(scores, dtype=np.float64)
+    mask = np.ones(scores.shape, bool) if mask is None else np.asarray(mask, bool)
+    scores[~mask] = np.nan
+    y = (np.asarray(y) > 0) & mask
+    ranks = np.nan_to_num(rankdata(scores, axis=0, nan_policy="omit"))
     n_pos = y.sum(axis=0).astype(np.float64)
-    n_neg = len(y) - n_pos
+    n_neg = mask.sum(axis=0) - n_pos
     with np.errstate(invalid="ignore", divide="ignore"):
         auc = ((ranks * y).sum(axis=0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     auc[(n_pos == 0) | (n_neg == 0)] = np.nan
     return auc
 
 
-def evaluate_batch(predict, batch, batch_size: int = 64) -> dict:
+def evaluate_batch(predict, batch, batch_size: int = 64, only_not_given: bool = False) -> dict:
     """Held-out metrics on one :class:`PretrainingBatch` (annotation inputs as given).
 
     ``predict(tokens, annotations) -> (token probs, annotation probs)``, e.g. a backbone's call.
+    With ``only_not_given`` the GO AUCs leave out the (protein, term) pairs given as input, so they
+    measure recovering withheld annotations from the rest (``eval_partial_input_go_auc`` in training).
 
     ``eval_token_accuracy`` counts every non-``<PAD>`` position, ``eval_corrupted_accuracy`` only
     the corrupted ones; ``eval_go_auc`` is the mean ROC AUC over GO terms that have positives and
@@ -594,11 +615,13 @@ def evaluate_batch(predict, batch, batch_size: int = 64) -> dict:
         y = batch.annotation_targets[annotated]
         p = np.clip(annot_p[annotated], 1e-7, 1 - 1e-7)
         out["eval_annot_loss"] = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
-        aucs = column_auc(y, p)
+        keep = ~(batch.annotations[annotated] > 0) if only_not_given else np.ones(y.shape, bool)
+        aucs = column_auc(y, p, keep)
         if np.isfinite(aucs).any():
             out["eval_go_auc"] = float(np.nanmean(aucs))
-        if 0 < y.sum() < y.size:
-            out["eval_go_auc_micro"] = float(column_auc(y.reshape(-1, 1), p.reshape(-1, 1))[0])
+        micro = column_auc(y.reshape(-1, 1), p.reshape(-1, 1), keep.reshape(-1, 1))[0]
+        if np.isfinite(micro):
+            out["eval_go_auc_micro"] = float(micro)
     return out
 
 
@@ -611,6 +634,21 @@ def pretrain(dataset_path, settings: PretrainingSettings, architecture: dict | N
         return trainer.run(step_hook=step_hook)
     finally:
         trainer.dataset.close()
+
+
+def load_pretrained(save, dtype=None):
+    """``(model, go_ids)`` from a pretraining save directory: the backbone with its weights and the
+    GO id of every annotation slot.
+
+    >>> model, go_ids = load_pretrained("run/epoch_40_sample_51200")  # doctest: +SKIP
+    """
+    from ..model import ProteinBertBackbone
+
+    weights, state, _ = checkpoints.read_save(save)
+    arch = {k: v for k, v in state["architecture"].items() if k in ARCHITECTURE_KEYS}
+    model = ProteinBertBackbone(n_annotations=len(state["annotations"]), dtype=dtype, **arch)
+    load_released_weights(model, weights, source=str(save))
+    return model, list(state["annotations"])
 
 
 def predict_go_terms(model, annotations, seqs, top_k: int = 5, seq_len: int = 512) -> list:
@@ -633,5 +671,5 @@ def predict_go_terms(model, annotations, seqs, top_k: int = 5, seq_len: int = 51
 
 __all__ = [
     "PretrainingSettings", "PretrainingResult", "Pretrainer", "TrainingDivergedError", "pretrain",
-    "make_strategy", "evaluate_batch", "predict_go_terms", "PlateauState",
+    "make_strategy", "evaluate_batch", "predict_go_terms", "load_pretrained", "column_auc", "PlateauState",
 ]

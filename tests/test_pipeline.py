@@ -1,0 +1,81 @@
+"""The main job end to end, with tiny settings, on the real data committed in data/."""
+
+import json
+import time
+
+import pytest
+
+from proteinbert.cli import run_pipeline as cli
+from proteinbert.errors import InputError
+from proteinbert.pipeline import PipelineSettings, run_pipeline
+
+from conftest import REPO, SHARED_DATA
+
+TINY = dict(d_seq=16, d_global=32, n_blocks=1, n_heads=2, d_key=8, episodes=((64, 8), (128, 4)),
+            steps_per_episode=2, steps_per_epoch=2, pretrain_epochs=2, holdout_records=60, finetune_epochs=1,
+            membrane_train_records=80, signalp_train_records=60, signalp_test_records=40)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipeline")
+    benchmarks = SHARED_DATA / "protein_benchmarks"
+    settings = PipelineSettings(output_dir=out, fasta=REPO / "data" / "sp2014_go.2k.fasta.gz",
+                                go_tsv=REPO / "data" / "sp2014_go.2k.go.tsv.gz",
+                                go_obo=REPO / "data" / "go-2019-01-27.obo.gz",
+                                benchmarks_dir=benchmarks if benchmarks.is_dir() else None, **TINY)
+    summary = run_pipeline(settings)
+    return settings, summary
+
+
+def test_every_output_is_written(finished):
+    settings, summary = finished
+    out = settings.output_dir
+    assert (out / "dataset.h5").is_file() and (out / "pretrain" / "DONE.json").is_file()
+    report = (out / "report.md").read_text()
+    assert "| membrane |" in report and "held-out metric" in report
+    assert (out / "plots" / "pretraining_curves.png").stat().st_size > 5000
+    assert (out / "plots" / "roc_membrane.png").stat().st_size > 5000
+    membrane = json.loads((out / "membrane" / "DONE.json").read_text())
+    for variant in ("pretrained", "scratch"):
+        assert 0.0 <= membrane[variant]["auc"] <= 1.0
+        assert (out / "membrane" / f"model_{variant}" / "model.keras").is_file()
+    assert membrane["n_test"] > 20 and 0 < membrane["positives_test"] < membrane["n_test"]
+    if settings.benchmarks_dir is not None:
+        assert summary["tasks"]["signalp"] is not None and "| signalp |" in report
+
+
+def test_membrane_labels_are_the_propagated_go_term(finished):
+    import numpy as np
+
+    from proteinbert.data.h5dataset import PretrainingDataset
+    from proteinbert.pipeline import membrane_task
+
+    settings, _ = finished
+    task = membrane_task(settings)
+    with PretrainingDataset(settings.dataset_path) as ds:
+        batch = ds.read(0, len(ds))
+        col = ds.annotations.index("GO:0016020")
+        by_seq = {s: bool(m[col]) for s, m in zip(batch.seqs, batch.annotation_masks)}
+        held_out = set(batch.seqs[len(ds) - settings.holdout_records:])
+    assert all(by_seq[s] == bool(y) for s, y in zip(task.test_seqs, task.test_labels))
+    assert set(task.test_seqs) <= held_out and not set(task.train_seqs) & held_out
+    assert 0.05 < np.mean(task.train_labels) < 0.95
+
+
+def test_rerun_skips_finished_steps(finished):
+    settings, _ = finished
+    stamp = (settings.output_dir / "dataset.h5").stat().st_mtime_ns
+    start = time.perf_counter()
+    run_pipeline(settings)
+    assert time.perf_counter() - start < 60  # nothing is recomputed but the report
+    assert (settings.output_dir / "dataset.h5").stat().st_mtime_ns == stamp
+
+
+def test_bad_settings_and_usage(tmp_path):
+    with pytest.raises(InputError, match="redo names unknown steps"):
+        PipelineSettings(redo=("nope",))
+    assert cli.main(["--redo", "nope", "-o", str(tmp_path)]) == 2
+    assert cli.main(["--fasta", "x.fasta", "-o", str(tmp_path)]) == 2
+    rc = cli.main(["-o", str(tmp_path / "o"), "--data-dir", str(tmp_path), "-q"])
+    assert rc == 1  # the bundled inputs are not in tmp_path
