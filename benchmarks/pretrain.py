@@ -22,6 +22,7 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -41,7 +42,7 @@ def main(argv=None):
     import tensorflow as tf
 
     from proteinbert.data.h5dataset import PretrainingDataset
-    from proteinbert.data.pretraining_batches import PretrainingBatches, PretrainingDataSettings
+    from proteinbert.data.pretraining_batches import PretrainingBatches, PretrainingDataSettings, close_iterator
     from proteinbert.training.pretraining import Pretrainer, PretrainingSettings
 
     episodes = [tuple(int(x) for x in e.split(":")) for e in args.episodes.split(",")]
@@ -68,7 +69,8 @@ def main(argv=None):
                                            dtype="mixed_bfloat16" if args.mixed_precision else None,
                                            jit_compile=args.xla, eval_every_epochs=0)
             trainer = Pretrainer(args.dataset, settings, architecture=arch)
-            it = trainer._dataset_iterator()
+            stop = threading.Event()
+            it = trainer._dataset_iterator(stop)
             for _ in range(2):
                 next(it)
             t = time.perf_counter()
@@ -88,6 +90,7 @@ def main(argv=None):
             for x in cached:
                 step(x).numpy()
             cached_s = (time.perf_counter() - t) / n
+            close_iterator(it, stop)
             trainer.dataset.close()
         rows.append((L, B, numpy_s, tfdata_s, piped_s, cached_s))
         print(f"episode ({L}, {B}): data alone {B / numpy_s:8.0f} samples/s {L * B / numpy_s:9.0f} tokens/s "

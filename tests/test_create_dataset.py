@@ -474,3 +474,16 @@ def test_bin_launchers_run_as_scripts(paths, tmp_path):
     assert done.returncode == 0 and "in the test set" in done.stdout, done.stderr
     done = subprocess.run(argv[:2] + ["--output", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "--go-obo" in done.stderr
+
+
+def test_uniprot_style_fasta_ids_join_on_accession(paths, tmp_path):
+    tsv = tmp_path / "a.tsv"
+    tsv.write_text("accession\tgo\nP0C9F0\tGO:0005515\nP0C9F1\tGO:0003674\n")
+    fa = tmp_path / "a.fasta"
+    fa.write_text(">sp|P0C9F0|1001R_ASFK5 Protein MGF 100-1R\nMVRLF\n>tr|P0C9F1|X_Y other\nMKV\n>sp|Q99999|NOPE\nMA\n")
+    argv = ["--fasta", str(fa), "--go-tsv", str(tsv), "--go-obo", str(paths["excerpt"]), "-o", str(tmp_path / "a.h5"),
+            "--min-records", "1", "--single-process", "--no-progress", "-q"]
+    assert create_cli.main(argv) == 0
+    annotations, batch, meta = read_all(tmp_path / "a.h5")
+    assert sorted(batch.uniprot_ids) == ["P0C9F0", "P0C9F1"] and "GO:0003674" in annotations
+    assert json.loads(meta["join_skips"])["sequences_without_entry"] == 1

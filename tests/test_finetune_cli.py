@@ -140,3 +140,17 @@ def test_benchmark_suite_small(tmp_path, capsys):
     assert suite_main(["--small", "--from-scratch", "--benchmark", "nope", "--data-dir", str(data),
                        "--out", str(tmp_path / "x")]) == 1
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_load_backbone_from_a_pretraining_save_directory(tmp_path):
+    import shutil
+
+    from proteinbert.training.jobs import load_backbone
+
+    save = tmp_path / "epoch_10_sample_1280"
+    save.mkdir()
+    shutil.copy(require_shared("fixtures", "small_lamb.pkl"), save / "epoch_10_sample_1280.pkl")
+    backbone = load_backbone(save)
+    assert backbone.n_annotations == 50 and backbone.d_seq == 32
+    with pytest.raises(Exception, match="without a .pkl"):
+        load_backbone(tmp_path)  # a directory without a .pkl of its own

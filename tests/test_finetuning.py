@@ -104,7 +104,8 @@ def test_empty_split_is_an_error():
 # ---- batching -----------------------------------------------------------------------------------
 
 def test_bucket_lengths_and_batches_keep_every_record():
-    assert [bucket_length(n) for n in (3, 16, 17, 64, 65, 72, 512, 513, 4000)] == [16, 16, 32, 64, 80, 80, 512, 640, 4096]
+    lengths = (3, 16, 17, 64, 65, 72, 512, 513, 4000)
+    assert [bucket_length(n) for n in lengths] == [16, 16, 32, 64, 80, 80, 512, 640, 4096]
     lengths = np.array([40, 70, 300, 600, 1100, 45, 2000])
     batches = length_batches(lengths, seq_len=512, batch_size=4, rng=np.random.default_rng(0))
     seen = np.sort(np.concatenate([b for b, _ in batches]))

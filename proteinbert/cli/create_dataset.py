@@ -27,7 +27,9 @@ def build_parser():
     src = parser.add_argument_group("inputs (choose one combination)")
     src.add_argument("--uniref-xml", metavar="XML", help="UniRef XML(.gz), e.g. uniref90.xml.gz (needs --fasta)")
     src.add_argument("--uniprot-xml", metavar="XML", help="UniProtKB XML(.gz), e.g. uniprot_sprot.xml.gz")
-    src.add_argument("--fasta", metavar="FASTA", help="FASTA(.gz) with the sequences (with --uniref-xml or --go-tsv)")
+    src.add_argument("--fasta", metavar="FASTA",
+                     help="FASTA(.gz) with the sequences (with --uniref-xml or --go-tsv); ids are matched "
+                          "whole, or by the accession of UniProt-style ids (sp|P12345|NAME)")
     src.add_argument("--go-tsv", metavar="TSV", help="TSV(.gz): accession<TAB>GO ids (';'-joined), needs --fasta")
     parser.add_argument("--go-obo", required=True, metavar="OBO", help="Gene Ontology in OBO 1.2 (go.obo or go-basic.obo, .gz ok)")
     parser.add_argument("--output", "-o", required=True, metavar="H5", help="output .h5 (written atomically; replaced if present)")
@@ -43,6 +45,8 @@ def build_parser():
     parser.add_argument("--fail-on-missing", action="store_true",
                         help="fail (exit 1) if an annotated entry has no sequence in the FASTA (default: count and skip)")
     parser.add_argument("--temp-dir", metavar="DIR", help="scratch directory (default: next to --output)")
+    parser.add_argument("--single-process", action="store_true",
+                        help="parse inputs in this process (default: in a worker process, using a second core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -72,7 +76,7 @@ def settings_from_args(args) -> DatasetSettings:
         min_records_per_term=args.min_records, seed=args.seed, test_ids_file=args.test_ids,
         test_probability=args.test_probability, follow_part_of=args.follow_part_of,
         fail_on_missing_sequences=args.fail_on_missing, temp_dir=args.temp_dir,
-        progress=not (args.no_progress or args.quiet),
+        progress=not (args.no_progress or args.quiet), parallel=not args.single_process,
     )
 
 

@@ -32,8 +32,8 @@ def build_parser():
     m.add_argument("--level", choices=("global", "local"), default="global", help="per protein or per residue")
     m.add_argument("--task", choices=("binary", "categorical", "numeric", "multilabel"), default="binary")
     start = m.add_mutually_exclusive_group(required=True)
-    start.add_argument("--weights", help="released-format .pkl (2021 weights or our pretraining checkpoints) "
-                                         "or a saved .keras backbone")
+    start.add_argument("--weights", help="released-format .pkl (2021 weights or a pretraining save: the .pkl "
+                                         "or its directory) or a saved .keras backbone")
     start.add_argument("--from-scratch", action="store_true", help="no pretraining (random initialisation)")
     m.add_argument("--architecture", default="{}",
                    help='with --from-scratch: JSON of backbone sizes, e.g. \'{"d_seq": 32, "n_blocks": 2}\'')

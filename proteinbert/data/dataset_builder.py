@@ -516,6 +516,8 @@ def _spool_joined(settings, go: GeneOntology, tmp: Path, rng, inputs: list, seco
                 for rec_id, seq, line in source:
                     progress.tick()
                     row = store.get(rec_id)
+                    if row is None and "|" in rec_id:  # UniProt FASTA ids: sp|P12345|NAME_HUMAN
+                        row = store.get(rec_id.split("|")[1])
                     if row is None:
                         without_entry += 1
                         continue

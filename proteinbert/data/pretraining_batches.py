@@ -408,18 +408,19 @@ def element_signature(n_annotations: int):
 
 
 def replica_dataset(stream: PretrainingBatches, n_replicas: int = 1, replica_ids: Sequence[int] = (0,),
-                    prefetch: int = 4):
+                    prefetch: int = 4, stop: threading.Event | None = None):
     """A prefetching ``tf.data.Dataset`` of this worker's replica parts, in replica order per step.
 
     With one replica it yields whole global batches. Under ``distribute_datasets_from_function``
     a worker holding replicas ``replica_ids`` gets consecutive elements, one per local replica.
+    The dataset ends once ``stop`` is set; see :func:`close_iterator`.
     """
     import tensorflow as tf
 
     replica_ids = tuple(int(r) for r in replica_ids)
 
     def generate():
-        while True:
+        while stop is None or not stop.is_set():
             parts = split_for_replicas(stream.next_batch(), n_replicas)
             for r in replica_ids:
                 yield parts[r]
@@ -430,3 +431,21 @@ def replica_dataset(stream: PretrainingBatches, n_replicas: int = 1, replica_ids
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     options.deterministic = True
     return ds.with_options(options).prefetch(prefetch)
+
+
+def close_iterator(iterator, stop: threading.Event, max_elements: int = 10_000) -> None:
+    """End a pipeline made with ``stop``: set it, then drain what was prefetched.
+
+    Dropping an iterator of a ``from_generator`` dataset while its generator runs can deadlock
+    (the destructor waits for the generator thread, which waits for the GIL the destructor holds);
+    once drained, nothing runs and the iterator can go.
+    """
+    import tensorflow as tf
+
+    stop.set()
+    for _ in range(max_elements):
+        try:
+            next(iterator)
+        except (StopIteration, tf.errors.OutOfRangeError):
+            return
+    logger.warning("the batch pipeline did not end after %d elements", max_elements)

@@ -37,7 +37,7 @@ def _records(kind: str, stream: ThreadedInput, path: str) -> Iterator[tuple]:
     tsv → (accession, accession, accession, go_ids, line); fasta → (id, seq, line).
     """
     if kind == "uniref":
-        return ((r.key, r.name, r.accession, r.go_ids, r.line) for r in parse_uniref_xml(stream, path))
+        return ((r.key, r.name, r.accession, r.go_ids, r.line) for r in parse_uniref_xml(stream, path, with_sequence=False))
     if kind == "uniprot":
         return ((r.name, r.accession, r.seq, r.go_ids, r.line) for r in parse_uniprot_xml(stream, path))
     text = io.TextIOWrapper(io.BufferedReader(stream, buffer_size=1 << 20), encoding="utf-8", newline=None)

@@ -82,7 +82,7 @@ _UR_PROP, _UR_REP, _UR_DBREF, _UR_SEQ = (f"{{{UNIREF_NS}}}{t}" for t in ("proper
                                                                        "dbReference", "sequence"))
 
 
-def _uniref_entry(entry, path: str) -> XmlRecord:
+def _uniref_entry(entry, path: str, with_sequence: bool = True) -> XmlRecord:
     # Tag-filtered child iteration: lxml only builds Python proxies for the elements we look at.
     key = entry.get("id")
     if not key:
@@ -99,8 +99,10 @@ def _uniref_entry(entry, path: str) -> XmlRecord:
         if p.get("type") == "UniProtKB accession":
             accession = p.get("value") or ""
             break
-    seq_el = rep.find(_UR_SEQ)
-    seq = "".join(seq_el.text.split()) if seq_el is not None and seq_el.text else None
+    seq = None
+    if with_sequence:
+        seq_el = rep.find(_UR_SEQ)
+        seq = "".join(seq_el.text.split()) if seq_el is not None and seq_el.text else None
     return XmlRecord(key, name, accession, go_ids, seq, entry.sourceline)
 
 
@@ -131,9 +133,13 @@ def _uniprot_entry(entry, path: str) -> XmlRecord:
                      entry.sourceline)
 
 
-def parse_uniref_xml(source: BinaryIO, path: str = "<stream>") -> Iterator[XmlRecord]:
-    """Records from an open binary UniRef XML stream (decompressed)."""
-    return _run(source, path, f"{{{UNIREF_NS}}}entry", _uniref_entry, "UniRef")
+def parse_uniref_xml(source: BinaryIO, path: str = "<stream>", with_sequence: bool = True) -> Iterator[XmlRecord]:
+    """Records from an open binary UniRef XML stream (decompressed).
+
+    ``with_sequence=False`` leaves ``seq`` as None (faster when the FASTA supplies the sequences).
+    """
+    extract = _uniref_entry if with_sequence else (lambda entry, p: _uniref_entry(entry, p, False))
+    return _run(source, path, f"{{{UNIREF_NS}}}entry", extract, "UniRef")
 
 
 def parse_uniprot_xml(source: BinaryIO, path: str = "<stream>") -> Iterator[XmlRecord]:

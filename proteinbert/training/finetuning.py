@@ -666,8 +666,10 @@ def finetune(model, spec: OutputSpec, train: EncodedSet, valid: EncodedSet | Non
 
     Each stage sets the pretrained part frozen or trainable, compiles Adam at its learning rate
     (a stage with the same trainable layers as the one before keeps its optimizer and only
-    changes the learning rate) and fits on length-bucketed batches (reshuffled every epoch from ``config.seed``), monitoring
-    the validation loss (the training loss if ``valid`` is None).
+    changes the learning rate) and fits on length-bucketed batches (reshuffled every epoch from
+    ``config.seed``), monitoring the validation loss (the training loss if ``valid`` is None).
+    A frozen stage of a global output trains the head on cached representations (see
+    ``FinetuneConfig.cache_frozen_features``); ``callbacks`` then see the head-only model.
     """
     if len(train) == 0:
         raise InputError("the training split is empty")

@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 def load_backbone(weights=None, architecture: dict | None = None):
     """A backbone from released-format ``.pkl`` weights (the 2021 file or our own pretraining
-    checkpoints, which use the same format), a saved ``.keras`` backbone, or — with
+    saves, which use the same format: the ``.pkl`` or its save directory), a saved ``.keras``
+    backbone, or — with
     ``weights=None`` — freshly initialised (``architecture`` overrides the released sizes).
     """
     from ..model import RELEASED_CONFIG, ProteinBertBackbone
@@ -32,6 +33,13 @@ def load_backbone(weights=None, architecture: dict | None = None):
         logger.info("fine-tuning from scratch (no pretrained weights): %s", arch)
         return ProteinBertBackbone(**arch)
     path = Path(weights)
+    if path.is_dir():
+        # A pretraining save directory (epoch_E_sample_S/) holds epoch_E_sample_S.pkl.
+        candidates = [path / f"{path.name}.pkl"] + sorted(path.glob("*.pkl"))
+        found = [c for c in candidates if c.is_file()]
+        if not found:
+            raise InputError(f"{path} is a directory without a .pkl weights file")
+        path = found[0]
     if not path.is_file():
         raise InputError(f"weights file not found: {path}")
     if path.suffix == ".keras":

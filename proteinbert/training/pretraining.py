@@ -34,7 +34,7 @@ import numpy as np
 
 from ..data.h5dataset import PretrainingDataset
 from ..data.pretraining_batches import (
-    PretrainingBatches, PretrainingDataSettings, StreamState, holdout_batch, replica_dataset,
+    PretrainingBatches, PretrainingDataSettings, StreamState, close_iterator, holdout_batch, replica_dataset,
 )
 from ..errors import InputError, ProteinBertError, WeightsError
 from ..io_utils import atomic_write_path
@@ -334,15 +334,15 @@ class Pretrainer:
 
         return train_step
 
-    def _dataset_iterator(self):
+    def _dataset_iterator(self, stop: threading.Event):
         stream, n_rep, prefetch = self.stream, self.n_replicas, self.settings.prefetch
         if n_rep == 1 and self.n_workers == 1:
-            return iter(replica_dataset(stream, 1, (0,), prefetch))
+            return iter(replica_dataset(stream, 1, (0,), prefetch, stop))
 
         def dataset_fn(ctx):
             local = n_rep // ctx.num_input_pipelines
             first = ctx.input_pipeline_id * local
-            return replica_dataset(stream, n_rep, range(first, first + local), prefetch)
+            return replica_dataset(stream, n_rep, range(first, first + local), prefetch, stop)
 
         return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
 
@@ -439,7 +439,8 @@ class Pretrainer:
         stopped = "max_epochs"
         bar = tqdm(total=max_steps, initial=self.step, unit="step", dynamic_ncols=True,
                    disable=not (s.progress and self.is_chief))
-        iterator = self._dataset_iterator()
+        stop_pipeline = threading.Event()
+        iterator = self._dataset_iterator(stop_pipeline)
         if self._train_step is None:
             self._train_step = self._build_step(iterator.element_spec)
         try:
@@ -494,6 +495,7 @@ class Pretrainer:
                             break
         finally:
             bar.close()
+            close_iterator(iterator, stop_pipeline)
         if self._saved_step != self.step:
             self.save()
         self._write_history()
