@@ -24,6 +24,7 @@ def plot(history_tsv, png, title=None):
                        ("eval_seq_loss", "held-out token"), ("eval_annot_loss", "held-out GO")):
         if col in h:
             ax.plot(x, h[col], label=label, marker=".", ls="--" if col.startswith("eval") else "-")
+    ax.set_yscale("log")
     ax.set_title("loss"); ax.set_xlabel("samples seen (thousands)"); ax.legend(fontsize=7)  # noqa: E702
     ax = axes[1]
     for col, label in (("token_accuracy", "train (all tokens)"), ("eval_token_accuracy", "held-out (all tokens)"),

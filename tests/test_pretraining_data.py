@@ -1,12 +1,14 @@
 """The pretraining batch stream: episodes, corruption, weights, reproducibility, chunked reading."""
 
+import threading
+
 import h5py
 import numpy as np
 import pytest
 
 from proteinbert.data.h5dataset import PretrainingDataset
 from proteinbert.data.pretraining_batches import (
-    PretrainingBatches, PretrainingDataSettings, StreamState, episode_probabilities, holdout_batch,
+    PretrainingBatches, PretrainingDataSettings, StreamState, close_iterator, episode_probabilities, holdout_batch,
     replica_dataset, split_for_replicas,
 )
 from proteinbert.errors import DatasetSchemaError, InputError
@@ -174,7 +176,11 @@ def test_replica_split_and_tf_pipeline(h5_path):
         with pytest.raises(InputError, match="multiple of the number of replicas"):
             split_for_replicas(batch, 3)
         stream = PretrainingBatches(ds, settings())
-        elements = list(replica_dataset(stream, 2, (0, 1), prefetch=2).take(4))
+        stop = threading.Event()
+        iterator = iter(replica_dataset(stream, 2, (0, 1), prefetch=2, stop=stop))
+        elements = [next(iterator) for _ in range(4)]
+        close_iterator(iterator, stop)  # ends the generator before the iterator goes
+        assert stream.step <= 2 + 2 + 1
         ref = PretrainingBatches(ds, settings())
         b0, b1 = ref.next_batch(), ref.next_batch()
     assert np.array_equal(elements[0]["tokens"].numpy(), b0.tokens[:8])
