@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import InputError
 from .model.backbone import ProteinBertBackbone
-from .tokenizer import VOCAB_SIZE, encode_batch
+from .tokenizer import encode_batch
 from .weights.pkl import ReleasedWeights
 from .weights.released import export_released_weights, load_released_weights
 

@@ -6,7 +6,7 @@ import pytest
 
 from proteinbert.errors import InputError
 from proteinbert.model import GlobalAttention, ProteinBertBackbone, hidden_representation_model
-from proteinbert.tokenizer import PAD_ID, encode_batch
+from proteinbert.tokenizer import encode_batch
 from proteinbert.weights import released_weight_names
 
 TINY = dict(n_annotations=7, d_seq=16, d_global=24, n_blocks=2, n_heads=3, d_key=4)

@@ -16,17 +16,22 @@ from ..errors import InputError
 from ..tokenizer import N_ADDED_TOKENS
 
 
-def bucket_length(n_tokens: int, pad_multiple: int = 8, min_length: int = 0) -> int:
-    """Padded length for ``n_tokens`` tokens: a multiple of ``pad_multiple`` up to 256, then steps
-    of 1/16 of the enclosing power of two (at most ~6% padding), and at least ``min_length``.
+def bucket_length(n_tokens: int, min_step: int = 8, steps_per_octave: int = 16, min_length: int = 0) -> int:
+    """Padded length for ``n_tokens`` tokens, a function of ``n_tokens`` alone.
+
+    Lengths round up to a step of ``1 / steps_per_octave`` of the enclosing power of two (at
+    least ``min_step``): at most ~``100 / steps_per_octave`` % padding, and few distinct shapes.
+    ``min_length`` pads short records further (512 reproduces the 2021 model length).
 
     >>> [bucket_length(n) for n in (3, 9, 256, 257, 1000, 35002)]
     [8, 16, 256, 272, 1024, 36864]
+    >>> [bucket_length(n, min_step=16, steps_per_octave=4) for n in (72, 512, 602)]
+    [80, 512, 640]
     """
     n = max(int(n_tokens), int(min_length), 1)
-    step = pad_multiple
-    if n > 256:
-        step = max(pad_multiple, 1 << (int(n - 1).bit_length() - 5))
+    if n < 1 or min_step < 1 or steps_per_octave < 1:
+        raise InputError(f"bucket_length needs positive arguments. Received: {n_tokens}, {min_step}, {steps_per_octave}")
+    step = max(int(min_step), (1 << (int(n - 1).bit_length() - 1)) // int(steps_per_octave))
     return -(-n // step) * step
 
 
@@ -44,7 +49,8 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int = 32768, max_ba
     if max_tokens < 1 or max_batch_size < 1:
         raise InputError(f"max_tokens and max_batch_size must be >= 1. Received: {max_tokens}, {max_batch_size}")
     lengths = np.asarray(lengths, dtype=np.int64)
-    padded = np.array([bucket_length(n + N_ADDED_TOKENS, pad_multiple, min_length) for n in lengths], dtype=np.int64)
+    padded = np.array([bucket_length(n + N_ADDED_TOKENS, pad_multiple, min_length=min_length) for n in lengths],
+                      dtype=np.int64)
     order = np.lexsort((np.arange(len(lengths)), padded))
     start = 0
     while start < len(order):

@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..data.batching import bucket_length as _bucket_length
 from ..errors import InputError
 from ..tokenizer import END_ID, N_ADDED_TOKENS, PAD_ID, START_ID, encode_residues
 
@@ -306,17 +307,16 @@ def encode_labels(spec: OutputSpec, seqs: Sequence[str], labels: Sequence, row_i
 # ----------------------------------------------------------------------------------------------
 
 def bucket_length(n_tokens: int, min_step: int = 16) -> int:
-    """The padded length of a record with ``n_tokens`` tokens (residues + 2).
+    """The padded length of a record with ``n_tokens`` tokens (residues + 2) in training.
 
-    Lengths round up to a step that grows with the length (a quarter of the enclosing power
-    of two, at least ``min_step``): at most ~25 % padding, and few distinct shapes. The padded
-    length depends only on the record itself, so a prediction never depends on its batch mates.
+    Coarser than for embeddings (a quarter of the enclosing power of two, at most ~25 % padding)
+    because every new shape costs a training-graph trace. The padded length depends only on the
+    record itself, so a prediction never depends on its batch mates.
     """
     n_tokens = int(n_tokens)
     if n_tokens < 1:
         raise InputError(f"n_tokens must be >= 1. Received: n_tokens={n_tokens}")
-    step = max(min_step, 2 ** max(0, int(math.floor(math.log2(max(n_tokens - 1, 1)))) - 2))
-    return int(-(-n_tokens // step) * step)
+    return _bucket_length(n_tokens, min_step=min_step, steps_per_octave=4)
 
 
 def fixed_length(n_tokens: int, seq_len: int) -> int:

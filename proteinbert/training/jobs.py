@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..data.labelled import LabelledRecords, read_labelled
-from ..errors import InputError, WeightsError
+from ..errors import InputError
 from .evaluation import Evaluation, evaluate_by_len, predictions_frame, write_csv
 from .finetuning import FinetuneConfig, FinetunedModel, OutputSpec, finetune_from_backbone
 
@@ -26,30 +26,13 @@ def load_backbone(weights=None, architecture: dict | None = None):
     ``weights=None`` — freshly initialised (``architecture`` overrides the released sizes).
     """
     from ..model import RELEASED_CONFIG, ProteinBertBackbone
-    from ..weights import backbone_from_released
+    from ..weights.convert import load_backbone as open_backbone
 
     if weights is None:
         arch = {**RELEASED_CONFIG, **(architecture or {})}
         logger.info("fine-tuning from scratch (no pretrained weights): %s", arch)
         return ProteinBertBackbone(**arch)
-    path = Path(weights)
-    if path.is_dir():
-        # A pretraining save directory (epoch_E_sample_S/) holds epoch_E_sample_S.pkl.
-        candidates = [path / f"{path.name}.pkl"] + sorted(path.glob("*.pkl"))
-        found = [c for c in candidates if c.is_file()]
-        if not found:
-            raise InputError(f"{path} is a directory without a .pkl weights file")
-        path = found[0]
-    if not path.is_file():
-        raise InputError(f"weights file not found: {path}")
-    if path.suffix == ".keras":
-        import keras
-
-        model = keras.saving.load_model(path, compile=False)
-        if not isinstance(model, ProteinBertBackbone):
-            raise WeightsError(f"{path} holds a {type(model).__name__}, not a ProteinBertBackbone")
-        return model
-    return backbone_from_released(path)
+    return open_backbone(weights)
 
 
 @dataclass(frozen=True)

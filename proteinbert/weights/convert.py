@@ -40,8 +40,15 @@ def _with_dtype(model: ProteinBertBackbone, dtype) -> ProteinBertBackbone:
 
 
 def load_backbone(path, dtype=None, architecture: dict | None = None) -> ProteinBertBackbone:
-    """Open a backbone from ``.pkl``, ``.keras`` or (with ``architecture``) ``.weights.h5``."""
+    """Open a backbone from ``.pkl``, ``.keras``, (with ``architecture``) ``.weights.h5``, or a
+    pretraining save directory (``epoch_E_sample_S/``, which holds ``epoch_E_sample_S.pkl``)."""
     path = Path(path)
+    if path.is_dir():
+        candidates = [path / f"{path.name}.pkl"] + sorted(path.glob("*.pkl"))
+        found = [c for c in candidates if c.is_file()]
+        if not found:
+            raise WeightsError(f"{path} is a directory without a .pkl weights file")
+        path = found[0]
     fmt = weights_format(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")

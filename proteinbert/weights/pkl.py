@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import pickle
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
