@@ -62,12 +62,12 @@ class PipelineSettings:
     pretrain_epochs: int = 12
     pretrain_lr: float = 1e-3
     holdout_records: int = 400
-    finetune_epochs: int = 6  # per stage (early stopping may end a stage sooner)
+    finetune_epochs: int = 3  # per stage (early stopping may end a stage sooner)
     finetune_lr: float = 1e-4
     finetune_frozen_lr: float = 1e-2
-    membrane_train_records: int | None = None  # subsample the membrane training pool (None: all)
-    signalp_train_records: int = 1500
-    signalp_test_records: int = 1000
+    membrane_train_records: int | None = 800  # subsample the membrane training pool (None: all)
+    signalp_train_records: int = 800
+    signalp_test_records: int = 500
     jit_compile: bool = False
     redo: tuple = ()
 
@@ -325,9 +325,10 @@ def step_report(settings: PipelineSettings, dataset: dict, pretraining: dict, ta
     if history:
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
         epochs = [h["epoch"] for h in history]
-        for key, ax_i, label in (("loss", 0, "train loss"), ("eval_loss", 0, "held-out loss"),
+        for key, ax_i, label in (("loss", 0, "train loss"), ("eval_seq_loss", 0, "held-out token loss"),
                                  ("eval_token_accuracy", 1, "held-out token accuracy"),
-                                 ("eval_go_auc", 2, "held-out GO AUC (macro)")):
+                                 ("eval_go_auc", 2, "held-out GO AUC (macro)"),
+                                 ("eval_go_auc_micro", 2, "held-out GO AUC (micro)")):
             values = [h.get(key) for h in history]
             pts = [(e, float(v)) for e, v in zip(epochs, values) if v not in (None, "")]
             if pts:
@@ -370,7 +371,7 @@ def step_report(settings: PipelineSettings, dataset: dict, pretraining: dict, ta
         f"{pretraining.get('seconds')} s. The last {settings.holdout_records} proteins were held out.", "",
         "| held-out metric | before | after |", "|---|---|---|",
     ]
-    for key in ("eval_loss", "eval_token_accuracy", "eval_go_auc"):
+    for key in ("eval_seq_loss", "eval_token_accuracy", "eval_go_auc", "eval_go_auc_micro"):
         if key in first or key in last:
             lines.append(f"| {key} | {_fmt(first.get(key))} | {_fmt(last.get(key))} |")
     lines += ["", "![pretraining curves](plots/pretraining_curves.png)", "", "## Fine-tuning (test AUC)", "",

@@ -28,10 +28,12 @@ def build_parser():
     p.add_argument("--min-records", type=int, default=50, help="keep GO terms with at least N proteins (default 50)")
     p.add_argument("--pretrain-epochs", type=int, default=12, help="pretraining epochs (default 12)")
     p.add_argument("--steps-per-epoch", type=int, default=20, help="batches per pretraining epoch (default 20)")
-    p.add_argument("--finetune-epochs", type=int, default=6, help="fine-tuning epochs per stage at most (default 6)")
+    p.add_argument("--finetune-epochs", type=int, default=3, help="fine-tuning epochs per stage at most (default 3)")
+    p.add_argument("--membrane-train", type=int, default=800,
+                   help="membrane training+validation proteins at most (default 800; 0 = all)")
     p.add_argument("--holdout", type=int, default=400, help="proteins held out of pretraining = membrane test set")
-    p.add_argument("--signalp-train", type=int, default=1500, help="signal-peptide training records (default 1500)")
-    p.add_argument("--signalp-test", type=int, default=1000, help="signal-peptide test records (default 1000)")
+    p.add_argument("--signalp-train", type=int, default=800, help="signal-peptide training records (default 800)")
+    p.add_argument("--signalp-test", type=int, default=500, help="signal-peptide test records (default 500)")
     p.add_argument("--xla", action="store_true", help="compile training steps with XLA")
     p.add_argument("--redo", action="append", default=[], metavar="STEP",
                    help="run STEP again even if done (dataset, pretrain, membrane, signalp, report, all); repeatable")
@@ -58,7 +60,7 @@ def run(args) -> int:
         go_term=args.go_term, min_records_per_term=args.min_records, seed=args.seed,
         pretrain_epochs=args.pretrain_epochs, steps_per_epoch=args.steps_per_epoch,
         finetune_epochs=args.finetune_epochs, holdout_records=args.holdout,
-        signalp_train_records=args.signalp_train, signalp_test_records=args.signalp_test,
+        membrane_train_records=args.membrane_train or None, signalp_train_records=args.signalp_train, signalp_test_records=args.signalp_test,
         jit_compile=args.xla, redo=tuple(args.redo),
     )
     summary = run_pipeline(settings)
