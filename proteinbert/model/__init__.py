@@ -1,9 +1,5 @@
 """Model: layers, the backbone, and hidden-representation selection."""
 
-from .._runtime import tune_allocator
-
-tune_allocator()
-
 from .backbone import RELEASED_CONFIG, ProteinBertBackbone, hidden_representation_model
 from .layers import BroadcastAdd, GlobalAttention, PaddingMask
 
