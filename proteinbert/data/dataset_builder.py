@@ -585,14 +585,7 @@ def _write_h5(path, settings, spool: _BucketSpool, annotations, column_of, rng, 
                             keep = cols >= 0
                             mask[rows[keep], cols[keep]] = True
                         annotated += int(mask.any(axis=1).sum())
-                        test = np.zeros(m, dtype=bool)
-                        if test_ids:
-                            for i, (nm, ac) in enumerate(zip(names, accs)):
-                                if nm in test_ids or ac in test_ids:
-                                    test[i] = True
-                                    found.update(x for x in (nm, ac) if x in test_ids)
-                        if p_test > 0:
-                            test |= test_rng.random(m) < p_test
+                        test = _test_mask(m, names, accs, test_ids, test_rng, p_test, found)
                         n_test += int(test.sum())
                         sl = slice(offset, offset + m)
                         d["uniprot_ids"][sl] = np.array(names, dtype=object)
@@ -613,6 +606,20 @@ def _write_h5(path, settings, spool: _BucketSpool, annotations, column_of, rng, 
 # ---------------------------------------------------------------------------------------------------
 # Test-set designation for an existing file
 # ---------------------------------------------------------------------------------------------------
+def _test_mask(m: int, names, accs, test_ids, rng: np.random.Generator, probability: float, found: set) -> np.ndarray:
+    """Test-set flags of ``m`` records: listed by entry name or accession, and/or drawn with
+    ``probability`` (the same draw at build time and in ``set_test_set``). Matched ids go into ``found``."""
+    mask = np.zeros(m, dtype=bool)
+    if test_ids:
+        for i, (name, acc) in enumerate(zip(names, accs)):
+            if name in test_ids or acc in test_ids:
+                mask[i] = True
+                found.update(x for x in (name, acc) if x in test_ids)
+    if probability > 0:
+        mask |= rng.random(m) < probability
+    return mask
+
+
 def set_test_set(dataset_path, test_ids_file=None, test_probability: float = 0.0, seed: int = 0,
                  output=None, progress: bool = True) -> dict:
     """Rewrite ``test_set_mask`` of an existing pretraining file (ours or a 2021 one).
@@ -648,17 +655,12 @@ def set_test_set(dataset_path, test_ids_file=None, test_probability: float = 0.0
             for start in range(0, n, chunk):
                 stop = min(n, start + chunk)
                 m = stop - start
-                mask = np.zeros(m, dtype=bool)
+                names = accs = ()
                 if test_ids:
                     names = [v.decode() if isinstance(v, bytes) else str(v) for v in h5["uniprot_ids"][start:stop]]
                     accs = ([v.decode() if isinstance(v, bytes) else str(v) for v in h5["uniprot_accessions"][start:stop]]
                             if has_acc else [""] * m)
-                    for i, (nm, ac) in enumerate(zip(names, accs)):
-                        if nm in test_ids or ac in test_ids:
-                            mask[i] = True
-                            found.update(x for x in (nm, ac) if x in test_ids)
-                if test_probability > 0:
-                    mask |= rng.random(m) < test_probability
+                mask = _test_mask(m, names, accs, test_ids, rng, test_probability, found)
                 new[start:stop] = mask
                 n_test += int(mask.sum())
                 bar.update(m)
