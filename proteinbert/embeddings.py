@@ -9,8 +9,9 @@ Two choices name what is computed:
 
 Sequences are grouped into length buckets and batched under a token budget; each protein is padded
 to a length set by its own length only (:func:`proteinbert.data.batching.bucket_length`), so its
-embedding never depends on the other proteins in the file. There is no length cap. Outputs come
-back in input order.
+embedding never depends on the other proteins in the file. There is no length cap: batches longer
+than ``chunk_length`` run through :class:`~proteinbert.model.chunked.ChunkedForward`, which gives
+the same numbers with a bounded working set. Outputs come back in input order.
 
 >>> from proteinbert.model import ProteinBertBackbone
 >>> model = ProteinBertBackbone(n_annotations=4, d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4)
@@ -30,6 +31,7 @@ import numpy as np
 from .data.batching import token_budget_batches
 from .errors import InputError
 from .model.backbone import ProteinBertBackbone, hidden_representation_model
+from .model.chunked import ChunkedForward
 from .tokenizer import PAD_ID, encode_batch
 
 logger = logging.getLogger(__name__)
@@ -49,8 +51,14 @@ class EmbeddingSettings:
     # Compile with XLA: faster per batch on CPU, but every new bucket length compiles once
     # (seconds each); batches are padded to a fixed size per bucket to avoid more compiles.
     jit_compile: bool = False
+    # Batches padded beyond this many positions run chunk by chunk (same numbers, far less memory:
+    # 32768 residues peak under 1 GB instead of 1.1 GB); None always runs the whole batch at once.
+    chunk_length: int | None = 4096
 
     def __post_init__(self):
+        if self.chunk_length is not None and (
+                not isinstance(self.chunk_length, int) or isinstance(self.chunk_length, bool) or self.chunk_length < 1):
+            raise InputError(f"chunk_length must be a positive int or None. Received: chunk_length={self.chunk_length!r}")
         if self.layers not in ("last", "all"):
             raise InputError(f"layers must be 'last' or 'all'. Received: layers={self.layers!r}")
         if self.max_tokens < 1 or self.max_batch_size < 1:
@@ -97,6 +105,7 @@ class Embedder:
             return (local if per_residue else tf.zeros([0])), glob
 
         self._run = run
+        self._chunked = ChunkedForward(backbone, settings.chunk_length) if settings.chunk_length else None
 
     def batches(self, seqs: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray, list | None]]:
         """Yield ``(indices, protein (b, W), residue list or None)`` batch by batch (length-sorted order)."""
@@ -114,13 +123,15 @@ class Embedder:
                 rows = max(1, min(self.settings.max_batch_size, self.settings.max_tokens // padded_len))
                 tokens = np.concatenate([tokens, np.full((rows - len(idx), padded_len), PAD_ID, np.int32)])
             annotations = np.zeros((len(tokens), self.backbone.n_annotations), dtype=np.float32)
-            local, glob = self._run(tokens, annotations)
+            if self._chunked is not None and padded_len > self.settings.chunk_length:
+                local, glob = self._chunked.hidden(tokens, annotations, self.settings.layers, self.settings.per_residue)
+            else:
+                local, glob = (np.asarray(t) for t in self._run(tokens, annotations))
             residue = None
             if self.settings.per_residue:
-                local = local.numpy()
                 # Positions 1..n are the residues (0 is <START>).
                 residue = [local[j, 1 : lengths[i] + 1] for j, i in enumerate(idx)]
-            yield idx, glob.numpy()[: len(idx)], residue
+            yield idx, glob[: len(idx)], residue
 
 
 def embed(backbone: ProteinBertBackbone, seqs: Sequence[str], settings: EmbeddingSettings = EmbeddingSettings(),

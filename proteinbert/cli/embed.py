@@ -24,6 +24,9 @@ def build_parser():
                    help="pad every protein to at least this many tokens (512 = the 2021 behaviour); default 0")
     p.add_argument("--xla", action="store_true",
                    help="compile with XLA: faster on large files, but each length bucket compiles once")
+    p.add_argument("--chunk-length", type=int, default=4096,
+                   help="batches padded beyond this many positions run chunk by chunk: same numbers, "
+                        "bounded memory on long proteins (default 4096; 0 = never)")
     p.add_argument("--mixed-precision", action="store_true", help="compute in bfloat16 (outputs stay float32)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     return p
@@ -37,12 +40,14 @@ def run(args) -> int:
     if args.max_tokens < 1 or args.max_batch_size < 1:
         raise UsageError(f"--max-tokens and --max-batch-size must be positive. Received: "
                          f"{args.max_tokens}, {args.max_batch_size}")
+    if args.chunk_length < 0:
+        raise UsageError(f"--chunk-length must be >= 0. Received: {args.chunk_length}")
     from ..embeddings import EmbeddingSettings, embed_fasta
     from ..weights.convert import load_backbone
 
     settings = EmbeddingSettings(layers=args.layers, per_residue=args.per_residue, max_tokens=args.max_tokens,
                                  max_batch_size=args.max_batch_size, min_length=args.min_length,
-                                 jit_compile=args.xla)
+                                 jit_compile=args.xla, chunk_length=args.chunk_length or None)
     model = load_backbone(args.weights, dtype="mixed_bfloat16" if args.mixed_precision else None)
     summary = embed_fasta(model, args.input, args.output, settings, weights_source=str(args.weights))
     print(json.dumps(summary, indent=1))

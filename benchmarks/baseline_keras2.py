@@ -1,0 +1,164 @@
+"""Reference speed of the ProteinBERT architecture on TensorFlow 2.15 / Keras 2 on *this* machine.
+
+The issue's speed targets were taken with the 2021 code on TF 2.15 on another CPU. This script
+rebuilds the same architecture (SPEC §2: same layers, widths, exact GELU, all heads of global
+attention at once, one fixed-length model per shape, as the 2021 code does) in plain tf.keras 2,
+so the old software stack can be timed on the hardware at hand, beside `throughput.py`.
+
+It runs in its own environment, not the project's (TF 2.15 cannot share a venv with TF 2.21):
+
+    python3 -m venv /tmp/tf215 && /tmp/tf215/bin/pip install tensorflow-cpu==2.15.1
+    /tmp/tf215/bin/python benchmarks/baseline_keras2.py            # forward, train, batch-1
+
+BASELINE_ATTENTION=einsum computes all heads in one einsum instead of a loop over heads.
+Prints one JSON line per measurement, in the same fields as `throughput.py`. The optimizer is
+Adam (LAMB needs tensorflow-addons; the optimizer update is <1% of a step at these shapes).
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+N_ANNOTATIONS = 8943
+VOCAB = 26
+ATTENTION = os.environ.get("BASELINE_ATTENTION", "loop")  # "loop" or "einsum" (all heads at once)
+
+
+def build(seq_len, n_annotations=N_ANNOTATIONS, d_seq=128, d_global=512, n_blocks=6, n_heads=4, d_key=64,
+          kernel=9, dilation=5):
+    import tensorflow as tf
+    from tensorflow import keras
+
+    gelu = lambda t: tf.nn.gelu(t, approximate=False)  # noqa: E731 - exact GELU, as the original
+
+    class GlobalAttention(keras.layers.Layer):
+        def __init__(self, n_heads, d_key, d_value, **kw):
+            super().__init__(**kw)
+            self.n_heads, self.d_key, self.d_value = n_heads, d_key, d_value
+
+        def build(self, shapes):
+            (_, dg), (_, _, ds) = shapes
+            self.Wq = self.add_weight(name="Wq", shape=(self.n_heads, dg, self.d_key), initializer="glorot_uniform")
+            self.Wk = self.add_weight(name="Wk", shape=(self.n_heads, ds, self.d_key), initializer="glorot_uniform")
+            self.Wv = self.add_weight(name="Wv", shape=(self.n_heads, ds, self.d_value), initializer="glorot_uniform")
+
+        def call(self, inputs):
+            x, s = inputs
+            if ATTENTION == "loop":  # one head at a time, plain matmuls (usually the faster form)
+                heads = []
+                for h in range(self.n_heads):
+                    q = tf.tanh(tf.matmul(x, self.Wq[h]))
+                    k = tf.tanh(tf.tensordot(s, self.Wk[h], 1))
+                    v = gelu(tf.tensordot(s, self.Wv[h], 1))
+                    a = tf.nn.softmax(tf.einsum("bk,blk->bl", q, k) / self.d_key ** 0.5, axis=-1)
+                    heads.append(tf.einsum("bl,blv->bv", a, v))
+                return tf.concat(heads, -1)
+            q = tf.tanh(tf.einsum("bg,hgk->bhk", x, self.Wq))
+            k = tf.tanh(tf.einsum("bls,hsk->bhlk", s, self.Wk))
+            v = gelu(tf.einsum("bls,hsv->bhlv", s, self.Wv))
+            a = tf.nn.softmax(tf.einsum("bhk,bhlk->bhl", q, k) / self.d_key ** 0.5, axis=-1)
+            out = tf.einsum("bhl,bhlv->bhv", a, v)
+            return tf.reshape(out, (-1, self.n_heads * self.d_value))
+
+    L = keras.layers
+    tokens = keras.Input((seq_len,), dtype="int32")
+    annotations = keras.Input((n_annotations,), dtype="float32")
+    seq = L.Embedding(VOCAB, d_seq)(tokens)
+    glob = L.Dense(d_global, activation=gelu)(annotations)
+    for _ in range(n_blocks):
+        g2s = L.Reshape((1, d_seq))(L.Dense(d_seq, activation=gelu)(glob))
+        narrow = L.Conv1D(d_seq, kernel, padding="same", dilation_rate=1, activation=gelu)(seq)
+        wide = L.Conv1D(d_seq, kernel, padding="same", dilation_rate=dilation, activation=gelu)(seq)
+        seq = L.LayerNormalization()(L.Add()([seq, g2s, narrow, wide]))
+        seq = L.LayerNormalization()(L.Add()([seq, L.Dense(d_seq, activation=gelu)(seq)]))
+        dense1 = L.Dense(d_global, activation=gelu)(glob)
+        attention = GlobalAttention(n_heads, d_key, d_global // n_heads)([glob, seq])
+        glob = L.LayerNormalization()(L.Add()([glob, dense1, attention]))
+        glob = L.LayerNormalization()(L.Add()([glob, L.Dense(d_global, activation=gelu)(glob)]))
+    out_seq = L.Dense(VOCAB, activation="softmax")(seq)
+    out_ann = L.Dense(n_annotations, activation="sigmoid")(glob)
+    return keras.Model([tokens, annotations], [out_seq, out_ann])
+
+
+def _inputs(batch, length, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, 25, size=(batch, length), dtype=np.int32)
+    annotations = (rng.random((batch, N_ANNOTATIONS)) < 0.001).astype("float32")
+    return tokens, annotations
+
+
+def forward(batch, length, repeats):
+    import tensorflow as tf
+
+    model = build(length)
+    fn = tf.function(lambda t, a: model([t, a], training=False))
+    tokens, annotations = _inputs(batch, length)
+    fn(tokens, annotations)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(tokens, annotations)[1].numpy()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def train(batch, length, repeats):
+    from tensorflow import keras
+
+    model = build(length)
+    model.compile(optimizer=keras.optimizers.Adam(2e-4),
+                  loss=["sparse_categorical_crossentropy", "binary_crossentropy"])
+    tokens, annotations = _inputs(batch, length, seed=1)
+    sw_seq = (tokens != 25).astype("float32")
+    import numpy as np
+
+    sw_ann = np.ones((batch,), "float32")
+    model.train_on_batch([tokens, annotations], [tokens, annotations], sample_weight=[sw_seq, sw_ann])
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.train_on_batch([tokens, annotations], [tokens, annotations], sample_weight=[sw_seq, sw_ann])
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", choices=("forward", "train", "batch1"))
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    import tensorflow as tf
+
+    if args.child:
+        seconds = forward(1, args.child, args.repeats)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps({"section": "batch1", "length": args.child, "seconds": round(seconds, 4),
+                          "peak_rss_mb": round(peak), "tf": tf.__version__}))
+        return
+    if args.only in (None, "forward"):
+        s = forward(32, 512, args.repeats)
+        print(json.dumps({"section": "forward", "batch": 32, "length": 512, "seconds": round(s, 4),
+                          "tokens_per_s": round(32 * 512 / s), "tf": tf.__version__, "attention": ATTENTION}), flush=True)
+    if args.only in (None, "train"):
+        for length, batch in ((128, 128), (512, 64), (1024, 32)):
+            s = train(batch, length, max(2, args.repeats - 1))
+            print(json.dumps({"section": "train", "batch": batch, "length": length, "seconds": round(s, 4),
+                              "tokens_per_s": round(batch * length / s), "tf": tf.__version__, "attention": ATTENTION}), flush=True)
+    if args.only in (None, "batch1"):
+        for length in (512, 2048, 8192, 32768):
+            out = subprocess.run([sys.executable, __file__, "--child", str(length), "--repeats", "3"],
+                                 capture_output=True, text=True, check=True)
+            print(out.stdout.strip().splitlines()[-1], flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The backbone's forward pass over long sequences, a chunk of positions at a time.
+
+A full forward pass keeps about twenty ``(L, d_seq)`` activations alive at once inside a block;
+at L = 32768 that is ~300 MB on top of the model. Every local-track operation only looks a few
+positions away (the wide convolution reaches ``dilation * (kernel - 1) / 2`` = 20 positions for
+the released model), and global attention is a softmax-weighted sum over positions, which can be
+accumulated chunk by chunk (the running-maximum form of softmax). So each block is computed over
+windows of ``chunk_length`` positions plus a halo of neighbours on each side, and only the block's
+input and output states are ever held whole. The result equals the ordinary forward pass up to
+float rounding (tested); it is meant for inference on long proteins, not for training.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import InputError
+from ..tokenizer import PAD_ID
+
+
+class ChunkedForward:
+    """Run a :class:`ProteinBertBackbone` (weights shared, nothing copied) chunk by chunk.
+
+    ``predict`` returns what the backbone returns (token and annotation probabilities);
+    ``hidden`` returns what :func:`hidden_representation_model` returns. Both take any batch size
+    and length; the traced functions are shared across lengths.
+
+    >>> import numpy as np
+    >>> from proteinbert.model import ProteinBertBackbone
+    >>> model = ProteinBertBackbone(n_annotations=3, d_seq=8, d_global=16, n_blocks=2, n_heads=2, d_key=4)
+    >>> tokens, annotations = np.full((1, 50), 7, "int32"), np.zeros((1, 3), "float32")
+    >>> seq_probs, annot_probs = ChunkedForward(model, chunk_length=16).predict(tokens, annotations)
+    >>> bool(np.allclose(seq_probs, model([tokens, annotations])[0], atol=1e-5))
+    True
+    """
+
+    def __init__(self, backbone, chunk_length: int = 2048):
+        if not isinstance(chunk_length, int) or isinstance(chunk_length, bool) or chunk_length < 1:
+            raise InputError(f"chunk_length must be a positive int. Received: chunk_length={chunk_length!r}")
+        self.backbone = backbone
+        self.chunk_length = chunk_length
+        k, d = backbone.conv_kernel_size, backbone.wide_conv_dilation_rate
+        # 'same' padding puts at most ceil(d * (k - 1) / 2) positions on either side.
+        self.halo = math.ceil(max(d, 1) * (k - 1) / 2)
+        self._chunk_fns = {}
+        self._global_fns = {}
+
+    # -- traced pieces -------------------------------------------------------------------------
+    def _chunk_fn(self, b):
+        if b not in self._chunk_fns:
+            import tensorflow as tf
+
+            get = self.backbone.get_layer
+            narrow, wide = get(f"narrow-conv-block{b}"), get(f"wide-conv-block{b}")
+            g2s_dense, g2s_reshape = get(f"global-to-seq-dense-block{b}"), get(f"global-to-seq-reshape-block{b}")
+            merge1, norm1 = get(f"seq-merge1-block{b}"), get(f"seq-merge1-norm-block{b}")
+            dense, merge2, norm2 = get(f"seq-dense-block{b}"), get(f"seq-merge2-block{b}"), get(f"seq-merge2-norm-block{b}")
+            attention = get(f"global-attention-block{b}")
+            halo, d_key = self.halo, attention.d_key
+            d_seq, d_global = self.backbone.d_seq, self.backbone.d_global
+
+            @tf.function(input_signature=[tf.TensorSpec([None, None, d_seq], tf.float32),
+                                          tf.TensorSpec([None, d_global], tf.float32),
+                                          tf.TensorSpec([None, None], tf.bool)],
+                         reduce_retracing=True)
+            def run(window, glob, valid):
+                # window: (B, halo + c + halo, d_seq) of the block's input state, zeros beyond the sequence.
+                n = tf.shape(window)[1] - 2 * halo
+                center = window[:, halo:halo + n]
+                local = merge1([center, g2s_reshape(g2s_dense(glob)), narrow(window)[:, halo:halo + n],
+                                wide(window)[:, halo:halo + n]])
+                local1 = norm1(local)
+                local2 = norm2(merge2([local1, dense(local1)]))
+                # Global attention partial sums over this chunk, per head (float32 softmax).
+                maxima, sums, weighted = [], [], []
+                mask = tf.cast(valid, tf.float32)
+                for h in range(attention.n_heads):
+                    wq, wk, wv = (tf.cast(w[h], local2.dtype) for w in (attention.Wq, attention.Wk, attention.Wv))
+                    q = tf.tanh(tf.matmul(tf.cast(glob, local2.dtype), wq))  # (B, dk)
+                    keys = tf.tanh(tf.matmul(local2, wk))  # (B, c, dk)
+                    scores = tf.cast(tf.einsum("bck,bk->bc", keys, q), tf.float32) / math.sqrt(d_key)
+                    scores = tf.where(valid, scores, -1e30)
+                    top = tf.reduce_max(scores, axis=1)  # (B,)
+                    e = tf.exp(scores - top[:, None]) * mask
+                    values = tf.cast(tf.nn.gelu(tf.matmul(local2, wv), approximate=False), tf.float32)
+                    maxima.append(top)
+                    sums.append(tf.reduce_sum(e, axis=1))
+                    weighted.append(tf.einsum("bc,bcv->bv", e, values))
+                return (tf.cast(local1, tf.float32), tf.cast(local2, tf.float32), tf.stack(maxima, 1),
+                        tf.stack(sums, 1), tf.stack(weighted, 1))
+
+            self._chunk_fns[b] = run
+        return self._chunk_fns[b]
+
+    def _global_fn(self, b):
+        if b not in self._global_fns:
+            import tensorflow as tf
+
+            get = self.backbone.get_layer
+            dense1, merge1, norm1 = (get(f"global-{n}-block{b}") for n in ("dense1", "merge1", "merge1-norm"))
+            dense2, merge2, norm2 = (get(f"global-{n}-block{b}") for n in ("dense2", "merge2", "merge2-norm"))
+
+            @tf.function(reduce_retracing=True)
+            def run(glob, attention):
+                glob1 = norm1(merge1([glob, dense1(glob), tf.cast(attention, glob.dtype)]))
+                glob2 = norm2(merge2([glob1, dense2(glob1)]))
+                return tf.cast(glob1, tf.float32), tf.cast(glob2, tf.float32)
+
+            self._global_fns[b] = run
+        return self._global_fns[b]
+
+    # -- the pass ------------------------------------------------------------------------------
+    def _run(self, tokens, annotations, keep_local: bool):
+        """Returns ``(layer name -> tensor)`` for every hidden layer; local ones only if ``keep_local``."""
+        import tensorflow as tf
+
+        tokens = np.asarray(tokens)
+        annotations = np.asarray(annotations, dtype=np.float32)
+        if tokens.ndim != 2 or annotations.ndim != 2 or len(tokens) != len(annotations):
+            raise InputError(
+                f"tokens must be (batch, L) and annotations (batch, n_annotations). Received shapes: "
+                f"tokens={tokens.shape}, annotations={annotations.shape}"
+            )
+        bb, halo, c = self.backbone, self.halo, self.chunk_length
+        batch, length = tokens.shape
+        n_chunks = max(1, -(-length // c))
+        padded_len = n_chunks * c
+        valid = np.zeros((batch, padded_len), bool)
+        valid[:, :length] = True
+        if bb.attention_mask:
+            valid[:, :length] &= tokens != PAD_ID
+        valid = tf.constant(valid)
+
+        out = {}
+        state = tf.cast(bb.get_layer("embedding-seq-input")(tokens), tf.float32)
+        glob = bb.get_layer("dense-global-input")(annotations)
+        out["dense-global-input"] = tf.cast(glob, tf.float32)
+        glob = tf.cast(glob, tf.float32)
+        for b in range(1, bb.n_blocks + 1):
+            # Zeros around the sequence, as the convolutions' 'same' padding would add.
+            padded = tf.pad(state, [[0, 0], [halo, padded_len - length + halo], [0, 0]])
+            run = self._chunk_fn(b)
+            firsts, seconds = [], []
+            top = total = weighted = None
+            for i in range(n_chunks):
+                local1, local2, m, s, w = run(padded[:, i * c:(i + 1) * c + 2 * halo], glob,
+                                              valid[:, i * c:(i + 1) * c])
+                if keep_local:
+                    firsts.append(local1)
+                seconds.append(local2)
+                if top is None:
+                    top, total, weighted = m, s, w
+                else:
+                    new_top = tf.maximum(top, m)
+                    a, e = tf.exp(top - new_top), tf.exp(m - new_top)
+                    total = total * a + s * e
+                    weighted = weighted * a[..., None] + w * e[..., None]
+                    top = new_top
+            del padded
+            attention = tf.reshape(weighted / tf.maximum(total, 1e-30)[..., None], (batch, -1))
+            glob1, glob = self._global_fn(b)(glob, attention)
+            out[f"global-merge1-norm-block{b}"] = glob1
+            out[f"global-merge2-norm-block{b}"] = glob
+            state = tf.concat(seconds, axis=1)[:, :length]
+            del seconds
+            if keep_local:
+                out[f"seq-merge1-norm-block{b}"] = tf.concat(firsts, axis=1)[:, :length]
+                out[f"seq-merge2-norm-block{b}"] = state
+        out["output-annotations"] = bb.get_layer("output-annotations")(glob)
+        out["seq-merge2-norm-block%d" % bb.n_blocks] = state
+        return out, state
+
+    def predict(self, tokens, annotations):
+        """``[token probabilities (B, L, vocab), annotation probabilities (B, A)]`` as numpy arrays."""
+        out, state = self._run(tokens, annotations, keep_local=False)
+        seq_probs = self.backbone.get_layer("output-seq")(state)
+        return [np.asarray(seq_probs), np.asarray(out["output-annotations"])]
+
+    def hidden(self, tokens, annotations, layers: str = "last", per_residue: bool = True):
+        """``[local (B, L, W_local) or None, global (B, W_global)]``, as :func:`hidden_representation_model`."""
+        bb = self.backbone
+        local_names = bb.hidden_layer_names("local", layers)
+        global_names = bb.hidden_layer_names("global", layers)
+        out, state = self._run(tokens, annotations, keep_local=per_residue and layers == "all")
+        glob = np.concatenate([np.asarray(out[n], np.float32) for n in global_names], axis=-1)
+        if not per_residue:
+            return [None, glob]
+        if "output-seq" in local_names:
+            out["output-seq"] = bb.get_layer("output-seq")(state)
+        local = np.concatenate([np.asarray(out[n], np.float32) for n in local_names], axis=-1)
+        return [local, glob]
