@@ -7,6 +7,9 @@ and mixed bfloat16. Each batch-1 length runs in a fresh subprocess so its peak R
     python benchmarks/throughput.py                 # everything
     python benchmarks/throughput.py --quick         # fewer repeats
     python benchmarks/throughput.py --only forward  # one section (forward/train/batch1)
+
+Batch-1 lengths above --chunk-length (default 4096) are also timed through ChunkedForward, the
+path the Embedder takes for long proteins.
 """
 
 from __future__ import annotations
@@ -19,14 +22,14 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 N_ANNOTATIONS = 8943
 
 
 def _inputs(batch, length, seed=0):
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     tokens = rng.integers(0, 25, size=(batch, length), dtype=np.int32)
     annotations = (rng.random((batch, N_ANNOTATIONS)) < 0.001).astype("float32")
@@ -82,26 +85,34 @@ def train(dtype, shapes, repeats=4, jit=False):
     return rows
 
 
-def batch1_child(dtype, length, repeats, jit=False):
+def batch1_child(dtype, length, repeats, jit=False, chunk_length=0):
     import tensorflow as tf
 
     model = _model(dtype)
-    fn = tf.function(lambda t, a: model([t, a], training=False), jit_compile=jit)
+    if chunk_length:
+        from proteinbert.model import ChunkedForward
+
+        chunked = ChunkedForward(model, chunk_length)
+        fn = lambda t, a: chunked.predict(t, a)  # noqa: E731 - returns numpy arrays
+    else:
+        fn = tf.function(lambda t, a: model([t, a], training=False), jit_compile=jit)
     tokens, annotations = _inputs(1, length, seed=2)
     fn(tokens, annotations)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        _ = fn(tokens, annotations)[1].numpy()
+        _ = np.asarray(fn(tokens, annotations)[1])
         times.append(time.perf_counter() - start)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"section": "batch1", "dtype": dtype or "float32", "jit": jit, "length": length,
+    return {"section": "batch1", "dtype": dtype or "float32", "jit": jit, "chunk_length": chunk_length,
+            "length": length,
             "seconds": round(min(times), 4),
             "peak_rss_mb": round(peak_mb)}
 
 
-def batch1(dtype, length, repeats, jit=False):
-    cmd = [sys.executable, __file__, "--child", str(length), "--repeats", str(repeats)]
+def batch1(dtype, length, repeats, jit=False, chunk_length=0):
+    cmd = [sys.executable, __file__, "--child", str(length), "--repeats", str(repeats),
+           "--chunk-length", str(chunk_length)]
     if dtype:
         cmd += ["--dtype", dtype]
     if jit:
@@ -116,12 +127,14 @@ def main():
     p.add_argument("--only", choices=("forward", "train", "batch1"))
     p.add_argument("--dtypes", default="float32,mixed_bfloat16")
     p.add_argument("--jit", action="store_true", help="also try XLA jit_compile (forward, train, batch-1)")
+    p.add_argument("--chunk-length", type=int, default=4096,
+                   help="batch-1: also time ChunkedForward with this chunk length (0: whole sequence only)")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--dtype", help=argparse.SUPPRESS)
     p.add_argument("--repeats", type=int, default=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(batch1_child(args.dtype, args.child, args.repeats, args.jit)))
+        print(json.dumps(batch1_child(args.dtype, args.child, args.repeats, args.jit, args.chunk_length)))
         return
     dtypes = [None if d == "float32" else d for d in args.dtypes.split(",")]
     repeats = 2 if args.quick else 5
@@ -136,11 +149,16 @@ def main():
                     rows.append(row)
                     print(json.dumps(row), flush=True)
         if args.only in (None, "batch1"):
-            for jit in ([False, True] if args.jit else [False]):
+            modes = [(False, 0)] + ([(True, 0)] if args.jit else []) + (
+                [(False, args.chunk_length)] if args.chunk_length else [])
+            for jit, chunk in modes:
                 for length in (512, 2048, 8192, 32768):
-                    rows.append(batch1(dtype, length, 2 if args.quick else 3, jit))
+                    if chunk and length <= chunk:
+                        continue  # the Embedder only chunks beyond chunk_length
+                    rows.append(batch1(dtype, length, 2 if args.quick else 3, jit, chunk))
                     print(json.dumps(rows[-1]), flush=True)
-    b1 = {(r["dtype"], r["jit"], r["length"]): r["seconds"] for r in rows if r["section"] == "batch1"}
+    b1 = {(r["dtype"], r["jit"], r["length"]): r["seconds"] for r in rows
+          if r["section"] == "batch1" and not r["chunk_length"]}
     for d, j in {(r["dtype"], r["jit"]) for r in rows if r["section"] == "batch1"}:
         if (d, j, 512) in b1 and (d, j, 32768) in b1:
             print(f"{d} jit={j}: batch-1 time ratio 32768/512 = {b1[(d, j, 32768)] / b1[(d, j, 512)]:.1f}x "

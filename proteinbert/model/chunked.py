@@ -44,12 +44,12 @@ class ChunkedForward:
         k, d = backbone.conv_kernel_size, backbone.wide_conv_dilation_rate
         # 'same' padding puts at most ceil(d * (k - 1) / 2) positions on either side.
         self.halo = math.ceil(max(d, 1) * (k - 1) / 2)
-        self._chunk_fns = {}
+        self._chunk_fns = {}  # (block, keep_local) -> traced function
         self._global_fns = {}
 
     # -- traced pieces -------------------------------------------------------------------------
-    def _chunk_fn(self, b):
-        if b not in self._chunk_fns:
+    def _chunk_fn(self, b, keep_local: bool):
+        if (b, keep_local) not in self._chunk_fns:
             import tensorflow as tf
 
             get = self.backbone.get_layer
@@ -80,19 +80,20 @@ class ChunkedForward:
                     wq, wk, wv = (tf.cast(w[h], local2.dtype) for w in (attention.Wq, attention.Wk, attention.Wv))
                     q = tf.tanh(tf.matmul(tf.cast(glob, local2.dtype), wq))  # (B, dk)
                     keys = tf.tanh(tf.matmul(local2, wk))  # (B, c, dk)
-                    scores = tf.cast(tf.einsum("bck,bk->bc", keys, q), tf.float32) / math.sqrt(d_key)
+                    scores = tf.cast(tf.squeeze(tf.matmul(keys, q[:, :, None]), -1), tf.float32) / math.sqrt(d_key)
                     scores = tf.where(valid, scores, -1e30)
                     top = tf.reduce_max(scores, axis=1)  # (B,)
                     e = tf.exp(scores - top[:, None]) * mask
                     values = tf.cast(tf.nn.gelu(tf.matmul(local2, wv), approximate=False), tf.float32)
                     maxima.append(top)
                     sums.append(tf.reduce_sum(e, axis=1))
-                    weighted.append(tf.einsum("bc,bcv->bv", e, values))
-                return (tf.cast(local1, tf.float32), tf.cast(local2, tf.float32), tf.stack(maxima, 1),
-                        tf.stack(sums, 1), tf.stack(weighted, 1))
+                    weighted.append(tf.squeeze(tf.matmul(e[:, None, :], values), 1))
+                # The first normalised state is an output only when asked for (it costs a copy).
+                first = tf.cast(local1, tf.float32) if keep_local else tf.zeros([0])
+                return first, tf.cast(local2, tf.float32), tf.stack(maxima, 1), tf.stack(sums, 1), tf.stack(weighted, 1)
 
-            self._chunk_fns[b] = run
-        return self._chunk_fns[b]
+            self._chunk_fns[(b, keep_local)] = run
+        return self._chunk_fns[(b, keep_local)]
 
     def _global_fn(self, b):
         if b not in self._global_fns:
@@ -141,7 +142,7 @@ class ChunkedForward:
         for b in range(1, bb.n_blocks + 1):
             # Zeros around the sequence, as the convolutions' 'same' padding would add.
             padded = tf.pad(state, [[0, 0], [halo, padded_len - length + halo], [0, 0]])
-            run = self._chunk_fn(b)
+            run = self._chunk_fn(b, keep_local)
             firsts, seconds = [], []
             top = total = weighted = None
             for i in range(n_chunks):
