@@ -18,7 +18,6 @@ Adam (LAMB needs tensorflow-addons; the optimizer update is <1% of a step at the
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -140,7 +139,8 @@ def main():
 
     if args.child:
         seconds = forward(1, args.child, args.repeats)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # VmHWM: this process's own peak (ru_maxrss would include the parent's RSS at the fork).
+        peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024
         print(json.dumps({"section": "batch1", "length": args.child, "seconds": round(seconds, 4),
                           "peak_rss_mb": round(peak), "tf": tf.__version__}))
         return

@@ -85,6 +85,16 @@ def train(dtype, shapes, repeats=4, jit=False):
     return rows
 
 
+def _peak_rss_mb():
+    # VmHWM is this process's own high-water mark; getrusage's ru_maxrss would also count the
+    # parent's memory at the fork (Linux carries it across exec).
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def batch1_child(dtype, length, repeats, jit=False, chunk_length=0):
     import tensorflow as tf
 
@@ -103,7 +113,7 @@ def batch1_child(dtype, length, repeats, jit=False, chunk_length=0):
         start = time.perf_counter()
         _ = np.asarray(fn(tokens, annotations)[1])
         times.append(time.perf_counter() - start)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = _peak_rss_mb()
     return {"section": "batch1", "dtype": dtype or "float32", "jit": jit, "chunk_length": chunk_length,
             "length": length,
             "seconds": round(min(times), 4),
