@@ -48,6 +48,10 @@ def run(args) -> int:
     settings = EmbeddingSettings(layers=args.layers, per_residue=args.per_residue, max_tokens=args.max_tokens,
                                  max_batch_size=args.max_batch_size, min_length=args.min_length,
                                  jit_compile=args.xla, chunk_length=args.chunk_length or None)
+    if args.mixed_precision:
+        from ..hardware import warn_if_bfloat16_is_slow
+
+        warn_if_bfloat16_is_slow()
     model = load_backbone(args.weights, dtype="mixed_bfloat16" if args.mixed_precision else None)
     summary = embed_fasta(model, args.input, args.output, settings, weights_source=str(args.weights))
     print(json.dumps(summary, indent=1))

@@ -79,6 +79,10 @@ def run(args) -> int:
     from ..data.pretraining_batches import DEFAULT_EPISODES, PretrainingDataSettings
 
     strategy = make_strategy(args.strategy)  # before any other TensorFlow work
+    if args.mixed_precision:
+        from ..hardware import warn_if_bfloat16_is_slow
+
+        warn_if_bfloat16_is_slow()
     data = PretrainingDataSettings(
         episodes=args.episodes or DEFAULT_EPISODES, steps_per_episode=args.steps_per_episode,
         chunk_size=args.chunk_size, holdout_records=args.holdout, seed=args.seed,

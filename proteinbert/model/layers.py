@@ -22,7 +22,7 @@ class GlobalAttention(keras.layers.Layer):
 
     >>> import numpy as np
     >>> layer = GlobalAttention(n_heads=2, d_key=4, d_value=3)
-    >>> layer([np.zeros((1, 6), "float32"), np.zeros((1, 5, 7), "float32")]).shape
+    >>> tuple(layer([np.zeros((1, 6), "float32"), np.zeros((1, 5, 7), "float32")]).shape)
     (1, 6)
     """
 

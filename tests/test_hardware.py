@@ -1,0 +1,24 @@
+import logging
+
+from proteinbert.hardware import cpu_flags, has_native_bfloat16, warn_if_bfloat16_is_slow
+
+AVX2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+
+
+def test_cpu_flags_parsing(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text(AVX2)
+    assert cpu_flags(info) == {"fpu", "sse2", "avx", "avx2", "fma"}
+    assert cpu_flags(tmp_path / "absent") == set()
+
+
+def test_bfloat16_detection_and_warning(tmp_path, caplog):
+    # The tests hide GPUs (conftest), so only the CPU flags decide.
+    plain, bf16 = tmp_path / "plain", tmp_path / "bf16"
+    plain.write_text(AVX2)
+    bf16.write_text(AVX2.replace("fma", "fma avx512f avx512_bf16"))
+    assert not has_native_bfloat16(plain) and has_native_bfloat16(bf16)
+    with caplog.at_level(logging.WARNING, logger="proteinbert.hardware"):
+        assert warn_if_bfloat16_is_slow(plain)
+        assert not warn_if_bfloat16_is_slow(bf16)
+    assert len(caplog.records) == 1 and "avx512_bf16" in caplog.records[0].getMessage()
