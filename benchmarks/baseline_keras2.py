@@ -20,11 +20,15 @@ import json
 import os
 import subprocess
 import sys
-import time
+
+import numpy as np
+
+# Shared with the main benchmark, so both time, feed and measure the model the same way
+# (throughput.py imports only the standard library and numpy at module level).
+from throughput import N_ANNOTATIONS, _inputs, _peak_rss_mb, best_time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-N_ANNOTATIONS = 8943
 VOCAB = 26
 ATTENTION = os.environ.get("BASELINE_ATTENTION", "loop")  # "loop" or "einsum" (all heads at once)
 
@@ -85,15 +89,6 @@ def build(seq_len, n_annotations=N_ANNOTATIONS, d_seq=128, d_global=512, n_block
     return keras.Model([tokens, annotations], [out_seq, out_ann])
 
 
-def _inputs(batch, length, seed=0):
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    tokens = rng.integers(0, 25, size=(batch, length), dtype=np.int32)
-    annotations = (rng.random((batch, N_ANNOTATIONS)) < 0.001).astype("float32")
-    return tokens, annotations
-
-
 def forward(batch, length, repeats):
     import tensorflow as tf
 
@@ -101,12 +96,7 @@ def forward(batch, length, repeats):
     fn = tf.function(lambda t, a: model([t, a], training=False))
     tokens, annotations = _inputs(batch, length)
     fn(tokens, annotations)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(tokens, annotations)[1].numpy()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return best_time(lambda: fn(tokens, annotations)[1].numpy(), repeats)
 
 
 def train(batch, length, repeats):
@@ -117,16 +107,11 @@ def train(batch, length, repeats):
                   loss=["sparse_categorical_crossentropy", "binary_crossentropy"])
     tokens, annotations = _inputs(batch, length, seed=1)
     sw_seq = (tokens != 25).astype("float32")
-    import numpy as np
-
     sw_ann = np.ones((batch,), "float32")
-    model.train_on_batch([tokens, annotations], [tokens, annotations], sample_weight=[sw_seq, sw_ann])
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.train_on_batch([tokens, annotations], [tokens, annotations], sample_weight=[sw_seq, sw_ann])
-        times.append(time.perf_counter() - start)
-    return min(times)
+    step = lambda: model.train_on_batch([tokens, annotations], [tokens, annotations],  # noqa: E731
+                                        sample_weight=[sw_seq, sw_ann])
+    step()
+    return best_time(step, repeats)
 
 
 def main():
@@ -139,8 +124,7 @@ def main():
 
     if args.child:
         seconds = forward(1, args.child, args.repeats)
-        # VmHWM: this process's own peak (ru_maxrss would include the parent's RSS at the fork).
-        peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024
+        peak = _peak_rss_mb()
         print(json.dumps({"section": "batch1", "length": args.child, "seconds": round(seconds, 4),
                           "peak_rss_mb": round(peak), "tf": tf.__version__}))
         return

@@ -36,6 +36,16 @@ def _inputs(batch, length, seed=0):
     return tokens, annotations
 
 
+def best_time(fn, repeats):
+    """Best wall time of ``repeats`` calls of ``fn()`` (the caller has already warmed it up)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
 def _model(dtype):
     from proteinbert.model import ProteinBertBackbone
 
@@ -49,13 +59,7 @@ def forward(dtype, batch=32, length=512, repeats=5, jit=False):
     fn = tf.function(lambda t, a: model([t, a], training=False), jit_compile=jit)
     tokens, annotations = _inputs(batch, length)
     fn(tokens, annotations)  # trace / compile
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn(tokens, annotations)
-        _ = out[1].numpy()
-        times.append(time.perf_counter() - start)
-    best = min(times)
+    best = best_time(lambda: fn(tokens, annotations)[1].numpy(), repeats)
     return {"section": "forward", "dtype": dtype or "float32", "jit": jit, "batch": batch, "length": length,
             "seconds": round(best, 4), "tokens_per_s": round(batch * length / best)}
 
@@ -73,13 +77,10 @@ def train(dtype, shapes, repeats=4, jit=False):
         tokens, annotations = _inputs(batch, length, seed=1)
         sw_seq = (tokens != 25).astype("float32")
         sw_ann = keras.ops.ones((batch,))
-        model.train_on_batch([tokens, annotations], [tokens, annotations], sample_weight=[sw_seq, sw_ann])
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model.train_on_batch([tokens, annotations], [tokens, annotations], sample_weight=[sw_seq, sw_ann])
-            times.append(time.perf_counter() - start)
-        best = min(times)
+        step = lambda: model.train_on_batch([tokens, annotations], [tokens, annotations],  # noqa: E731
+                                            sample_weight=[sw_seq, sw_ann])
+        step()
+        best = best_time(step, repeats)
         rows.append({"section": "train", "dtype": dtype or "float32", "jit": jit, "batch": batch, "length": length,
                      "seconds": round(best, 4), "tokens_per_s": round(batch * length / best)})
     return rows
@@ -108,15 +109,11 @@ def batch1_child(dtype, length, repeats, jit=False, chunk_length=0):
         fn = tf.function(lambda t, a: model([t, a], training=False), jit_compile=jit)
     tokens, annotations = _inputs(1, length, seed=2)
     fn(tokens, annotations)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        _ = np.asarray(fn(tokens, annotations)[1])
-        times.append(time.perf_counter() - start)
+    best = best_time(lambda: np.asarray(fn(tokens, annotations)[1]), repeats)
     peak_mb = _peak_rss_mb()
     return {"section": "batch1", "dtype": dtype or "float32", "jit": jit, "chunk_length": chunk_length,
             "length": length,
-            "seconds": round(min(times), 4),
+            "seconds": round(best, 4),
             "peak_rss_mb": round(peak_mb)}
 
 

@@ -58,7 +58,7 @@ class ChunkedForward:
             merge1, norm1 = get(f"seq-merge1-block{b}"), get(f"seq-merge1-norm-block{b}")
             dense, merge2, norm2 = get(f"seq-dense-block{b}"), get(f"seq-merge2-block{b}"), get(f"seq-merge2-norm-block{b}")
             attention = get(f"global-attention-block{b}")
-            halo, d_key = self.halo, attention.d_key
+            halo = self.halo
             d_seq, d_global = self.backbone.d_seq, self.backbone.d_global
 
             @tf.function(input_signature=[tf.TensorSpec([None, None, d_seq], tf.float32),
@@ -77,14 +77,11 @@ class ChunkedForward:
                 maxima, sums, weighted = [], [], []
                 mask = tf.cast(valid, tf.float32)
                 for h in range(attention.n_heads):
-                    wq, wk, wv = (tf.cast(w[h], local2.dtype) for w in (attention.Wq, attention.Wk, attention.Wv))
-                    q = tf.tanh(tf.matmul(tf.cast(glob, local2.dtype), wq))  # (B, dk)
-                    keys = tf.tanh(tf.matmul(local2, wk))  # (B, c, dk)
-                    scores = tf.cast(tf.squeeze(tf.matmul(keys, q[:, :, None]), -1), tf.float32) / math.sqrt(d_key)
-                    scores = tf.where(valid, scores, -1e30)
+                    scores, values = attention.head_scores_values(glob, local2, h)
+                    scores = tf.where(valid, tf.cast(scores, tf.float32), -1e30)
                     top = tf.reduce_max(scores, axis=1)  # (B,)
                     e = tf.exp(scores - top[:, None]) * mask
-                    values = tf.cast(tf.nn.gelu(tf.matmul(local2, wv), approximate=False), tf.float32)
+                    values = tf.cast(values, tf.float32)
                     maxima.append(top)
                     sums.append(tf.reduce_sum(e, axis=1))
                     weighted.append(tf.squeeze(tf.matmul(e[:, None, :], values), 1))

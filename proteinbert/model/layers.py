@@ -48,18 +48,28 @@ class GlobalAttention(keras.layers.Layer):
         # heads', which keeps peak memory low on long sequences; no transposes are needed.
         outputs = []
         for h in range(self.n_heads):
-            q = ops.tanh(ops.matmul(x, self.Wq[h]))  # (B, dk)
-            keys = ops.tanh(ops.matmul(s, self.Wk[h]))  # (B, L, dk)
-            scores = ops.squeeze(ops.matmul(keys, ops.expand_dims(q, -1)), -1) / math.sqrt(self.d_key)  # (B, L)
+            scores, values = self.head_scores_values(x, s, h)
             if padding_mask is not None:
                 neg = ops.cast(-1e9 if scores.dtype == "float32" else -3e4, scores.dtype)
                 scores = ops.where(ops.cast(padding_mask, "bool"), scores, neg)
             # Softmax over positions in float32 even under mixed precision: L can be tens of thousands.
             attn = ops.softmax(ops.cast(scores, "float32"), axis=-1)
-            values = ops.gelu(ops.matmul(s, self.Wv[h]), approximate=False)  # exact GELU, as the original
             attn = ops.cast(ops.expand_dims(attn, 1), values.dtype)  # (B, 1, L)
             outputs.append(ops.squeeze(ops.matmul(attn, values), 1))  # (B, dv)
         return ops.concatenate(outputs, axis=-1)
+
+    def head_scores_values(self, x, s, h: int):
+        """Head ``h``'s scaled scores ``(B, L)`` and values ``(B, L, d_value)``, before the softmax.
+
+        Computed in ``s``'s dtype (weights and ``x`` are cast to it, which is a no-op inside
+        ``call``), so :class:`~proteinbert.model.chunked.ChunkedForward` can call it directly.
+        """
+        dtype = s.dtype
+        q = ops.tanh(ops.matmul(ops.cast(x, dtype), ops.cast(self.Wq[h], dtype)))  # (B, dk)
+        keys = ops.tanh(ops.matmul(s, ops.cast(self.Wk[h], dtype)))  # (B, L, dk)
+        scores = ops.squeeze(ops.matmul(keys, ops.expand_dims(q, -1)), -1) / math.sqrt(self.d_key)  # (B, L)
+        values = ops.gelu(ops.matmul(s, ops.cast(self.Wv[h], dtype)), approximate=False)  # exact GELU, as the original
+        return scores, values
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.n_heads * self.d_value)
