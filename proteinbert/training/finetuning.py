@@ -722,16 +722,18 @@ def representations(pretrained, data: EncodedSet, seq_len: int, batch_size: int,
     """``(n, width)`` outputs of the (global) representation model for every record, in record order."""
     import tensorflow as tf
 
-    call = pretrained
+    def call(t, a):
+        return pretrained([t, a], training=False)
+
     if not run_eagerly:
         # One trace for every length (dynamic dimensions in the signature).
-        call = tf.function(lambda t, a: pretrained([t, a], training=False), reduce_retracing=True,
+        call = tf.function(call, reduce_retracing=True,
                            input_signature=[tf.TensorSpec((None, None), tf.int32),
                                             tf.TensorSpec((None, data.n_annotations), tf.float32)])
     out = None
     for indices, length in length_batches(data.n_tokens, seq_len, batch_size, padding):
         (x, a), _, _ = data.batch(indices, length)
-        y = np.asarray(call(x, a) if not run_eagerly else pretrained([x, a], training=False))
+        y = np.asarray(call(x, a))
         if out is None:
             out = np.zeros((len(data), y.shape[-1]), dtype=np.float32)
         out[indices] = y
