@@ -4,12 +4,14 @@ Signal peptide (40–70 residues) from ../shared/data/protein_benchmarks, a seed
 2021 schedule shape (frozen → unfrozen → one final epoch at length 1024) with a capped number of
 epochs. Same model, same seed, same data; the modes differ in padding (and the frozen-stage cache):
 
-* ``bucket`` (the default here): every batch padded to its own length bucket (here 48, 64 or
-  80 tokens), evaluated the same way; the frozen stage trains the head on representations
-  computed once (``cache_frozen_features``, same numbers).
-* ``bucket-nocache``: as ``bucket`` without the cache (isolates the effect of the padding).
-* ``fixed``: every batch padded to the stage length (512; 1024 in the final stage), no cache,
-  evaluated with each record padded to 512 — what the 2021 code did.
+* ``bucket`` (the library default): every batch padded to its own length bucket (here 48, 64 or
+  80 tokens), evaluated the same way, with virtual padding to 512 (the attention counts the
+  2021 model's ``<PAD>`` positions without computing them); the frozen stage trains the head on
+  representations computed once (``cache_frozen_features``, same numbers).
+* ``bucket-plain``: as ``bucket`` without virtual padding (``virtual_pad_length=None``).
+* ``bucket-nocache``: as ``bucket`` without the cache.
+* ``fixed``: every batch padded to the stage length (512; 1024 in the final stage), no cache, no
+  virtual padding, evaluated with each record padded to 512 — what the 2021 code did.
 
 Prints each stage's wall time and epochs, and the test AUC of both. Timings on a shared CPU are
 noisy; the per-epoch ratio is the figure to read.
@@ -82,14 +84,19 @@ def main(argv=None):
           f"stages {[(s.name, s.learning_rate, s.max_epochs, s.seq_len, s.batch_size) for s in stages]}; "
           f"CPU threads {os.cpu_count()} (shared)", flush=True)
     results = {}
-    for mode in args.modes.split(","):
+    modes = args.modes.split(",")
+    unknown = sorted(set(modes) - {"bucket", "bucket-plain", "bucket-nocache", "fixed"})
+    if unknown:
+        p.error(f"unknown --modes {unknown}; choose from bucket, bucket-plain, bucket-nocache, fixed")
+    for mode in modes:
         backbone = load_backbone(args.weights)
         config = FinetuneConfig(stages=stages, padding="fixed" if mode == "fixed" else "bucket",
-                                cache_frozen_features=mode == "bucket", seed=args.seed)
+                                cache_frozen_features=mode in ("bucket", "bucket-plain"), seed=args.seed)
         timer = EpochTimer()
         start = time.perf_counter()
         model = finetune_from_backbone(backbone, OutputSpec("global", "binary"), list(train.seq), list(train.label),
-                                       list(valid.seq), list(valid.label), config=config, callbacks=[timer])
+                                       list(valid.seq), list(valid.label), config=config, callbacks=[timer],
+                                       virtual_pad_length=None if mode in ("fixed", "bucket-plain") else 512)
         total = time.perf_counter() - start
         t0 = time.perf_counter()
         ev = evaluate_by_len(model, list(test.seq), list(test.label),
@@ -103,12 +110,15 @@ def main(argv=None):
             # Epochs after the first of a compile exclude tracing; the first of the final stage has none
             # when the previous stage had the same trainable layers (no recompile).
             stages_out.append(dict(name=s["name"], epochs=s["epochs"], wall_s=s["wall_s"],
-                                   s_per_epoch=s["wall_s"] / max(1, s["epochs"]), epoch_s=epoch_times))
+                                   s_per_epoch=s["wall_s"] / max(1, s["epochs"]), epoch_s=epoch_times,
+                                   history=s["history"]))
         results[mode] = dict(total_s=total, eval_s=eval_s, auc=ev.overall, stages=stages_out)
         print(f"\n[{mode}] total fine-tuning {total:.1f} s, test AUC {ev.overall:.4f}, evaluation {eval_s:.1f} s")
         for s in results[mode]["stages"]:
             print(f"  {s['name']:<9} {s['epochs']} epoch(s) {s['wall_s']:8.1f} s  "
-                  f"(epochs: {', '.join(f'{t:.1f}' for t in s['epoch_s'])} s)")
+                  f"(epochs: {', '.join(f'{t:.1f}' for t in s['epoch_s'])} s); validation "
+                  + "; ".join(f"{k} {', '.join(f'{v:.4f}' for v in vs)}" for k, vs in s["history"].items()
+                              if k.startswith("val_")))
         sys.stdout.flush()
     if "bucket" in results and "fixed" in results:
         b, f = results["bucket"], results["fixed"]

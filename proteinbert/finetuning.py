@@ -85,12 +85,14 @@ class FinetuningModelGenerator:
     """2021 ``FinetuningModelGenerator``: a pretrained generator + an output spec → a fine-tuning model.
 
     Unlike 2021, the generator holds one model instance (dynamic length): ``create_model(seq_len)``
-    returns it, with the pretrained layers frozen or not.
+    returns it, with the pretrained layers frozen or not. ``virtual_pad_length`` (not in 2021; None:
+    off) gives length-bucketed batches the attention of batches padded to that length, as 2021's
+    were (see :mod:`proteinbert.training.finetuning`).
     """
 
     def __init__(self, pretraining_model_generator, output_spec: OutputSpec,
                  pretraining_model_manipulation_function=None, dropout_rate: float = 0.5, model_weights=None,
-                 optimizer_weights=None):
+                 optimizer_weights=None, *, virtual_pad_length: int | None = _ft.DEFAULT_VIRTUAL_PAD_LENGTH):
         self.pretraining_model_generator = pretraining_model_generator
         self.output_spec = output_spec
         self.pretraining_model_manipulation_function = pretraining_model_manipulation_function
@@ -98,6 +100,7 @@ class FinetuningModelGenerator:
         self.hidden_layers = _hidden_layers_for(pretraining_model_manipulation_function)
         self.model_weights = model_weights
         self.optimizer_weights = optimizer_weights
+        self.virtual_pad_length = virtual_pad_length
         self._model = None
 
     @property
@@ -105,7 +108,7 @@ class FinetuningModelGenerator:
         if self._model is None:
             backbone = self.pretraining_model_generator.backbone()
             self._model = _ft.build_finetuning_model(backbone, self.output_spec.modern(), self.hidden_layers,
-                                                     self.dropout_rate)
+                                                     self.dropout_rate, virtual_pad_length=self.virtual_pad_length)
             if self.model_weights is not None:
                 self._model.set_weights(self.model_weights)
         return self._model

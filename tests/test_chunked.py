@@ -96,3 +96,16 @@ def test_bad_chunk_length():
     with pytest.raises(InputError, match="tokens must be"):
         ChunkedForward(model, 8).predict(np.zeros((2, 5), "int32"), np.zeros((3, 7), "float32"))
     assert embed_cli.main(["--weights", "w.pkl", "-i", "x.fa", "-o", "o.h5", "--chunk-length", "-1"]) == 2
+
+
+def test_virtual_padding_backbone_is_exact_beyond_its_length_and_refused_below():
+    from proteinbert.model import with_virtual_padding
+
+    plain = _model()
+    virtual = with_virtual_padding(plain, 64)
+    tokens, annotations = _inputs(2, 120)
+    got = ChunkedForward(virtual, chunk_length=32).predict(tokens, annotations)
+    for a, b in zip(got, plain.predict([tokens, annotations], verbose=0)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    with pytest.raises(InputError, match="virtual_pad_length=64.*length 40"):
+        ChunkedForward(virtual, chunk_length=16).predict(tokens[:, :40], annotations)

@@ -37,6 +37,8 @@ def test_finetune_then_predict_signalp(tmp_path, capsys):
     assert confusion[["0", "1"]].to_numpy().sum() == 20
     saved = pd.read_csv(out / "test_predictions.csv")
     assert len(saved) == 20 and set(saved.columns) >= {"label", "prob", "pred"}
+    # Virtual padding defaults to --seq-len (512).
+    assert json.loads((out / "finetuning.json").read_text())["backbone_architecture"]["virtual_pad_length"] == 512
 
     # predict from a FASTA with the same sequences gives the same probabilities.
     fasta = tmp_path / "in.fasta"
@@ -58,8 +60,10 @@ def test_fasta_plus_labels_categorical_per_residue(tmp_path, capsys):
     code = finetune_main(["--train", str(fasta), "--train-labels", str(labels), "--test", str(fasta),
                           "--test-labels", str(labels), "--level", "local", "--task", "categorical",
                           "--from-scratch", "--architecture", TINY_ARCH, "--hidden-layers", "last",
-                          "--out", str(out), "-q", "--stage", "only:1e-2:1:unfrozen:64:16", "--run-eagerly"])
+                          "--out", str(out), "-q", "--stage", "only:1e-2:1:unfrozen:64:16", "--run-eagerly",
+                          "--virtual-pad-length", "0"])
     assert code == 0, capsys.readouterr().err
+    assert json.loads((out / "finetuning.json").read_text())["backbone_architecture"]["virtual_pad_length"] is None
     model = FinetunedModel.load(out)
     assert model.spec.labels == ("0", "1", "2")
     assert (out / "labels.txt").read_text() == "0\n1\n2\n"
@@ -109,6 +113,8 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert finetune_main(["--train", "x.csv", "--out", "o"]) == 2  # neither --weights nor --from-scratch
     assert finetune_main(["--train", "x.csv", "--out", "o", "--from-scratch", "--stage", "bad"]) == 2
     assert finetune_main(["--train", "x.csv", "--out", "o", "--from-scratch", "--architecture", "[1]"]) == 2
+    assert finetune_main(["--train", "x.csv", "--out", "o", "--from-scratch", "--virtual-pad-length", "-1"]) == 2
+    assert "--virtual-pad-length must be >= 0" in capsys.readouterr().err
 
 
 def test_empty_split_and_missing_file_exit_1(tmp_path, capsys):

@@ -143,16 +143,48 @@ def test_default_schedule_matches_2021():
         Stage("x", 0.0, 1, True)
 
 
-def test_frozen_stage_leaves_backbone_untouched():
+@pytest.mark.parametrize("virtual_pad_length", [None, 512])
+def test_frozen_stage_leaves_backbone_untouched(virtual_pad_length):
     frame = read_benchmark("signalP_binary", "train", 48)
     backbone = tiny_backbone()
-    before = [w.copy() for w in backbone.get_weights()]
+    before = {w.path: w.numpy().copy() for w in backbone.weights}
     config = FinetuneConfig(stages=(Stage("frozen", 1e-2, 1, False, 64, 16),), run_eagerly=True)
     fm = finetune_from_backbone(backbone, OutputSpec("global", "binary"), list(frame.seq), list(frame.label),
-                                config=config)
-    for a, b in zip(before, backbone.get_weights()):
-        np.testing.assert_array_equal(a, b)
+                                config=config, virtual_pad_length=virtual_pad_length)
+    pretrained = fm.model.get_layer("pretrained").weights  # the backbone's, or a copy with virtual padding
+    assert len(pretrained) > 10
+    for w in pretrained:
+        np.testing.assert_array_equal(w.numpy(), before[w.path])
+    head = fm.model.get_layer("head-dense").kernel.numpy()
+    assert np.abs(head).sum() > 0
     assert fm.metadata["stages"][0]["epochs"] == 1
+    assert fm.metadata["backbone_architecture"]["virtual_pad_length"] == virtual_pad_length
+
+
+def test_virtual_padding_bucket_predictions_follow_2021_padding():
+    # A model fine-tuned with the default virtual padding (512) predicts on length buckets what it
+    # predicts with every record padded to 512 as in 2021; without it the two drift apart.
+    frame = read_benchmark("signalP_binary", "train", 64)
+    seqs, labels = list(frame.seq), list(frame.label)
+    gaps = {}
+    for virtual in (512, None):
+        fm = finetune_from_backbone(tiny_backbone(), OutputSpec("global", "binary"), seqs[:48], labels[:48],
+                                    config=QUICK, virtual_pad_length=virtual)
+        bucket = np.concatenate(fm.predict(seqs[48:], padding="bucket"))
+        fixed = np.concatenate(fm.predict(seqs[48:], padding="fixed", seq_len=512))
+        gaps[virtual] = np.abs(bucket - fixed).max()
+    assert gaps[512] < 2e-3 and gaps[512] < gaps[None] / 5, gaps
+
+
+def test_virtual_padding_keeps_the_finetuning_weight_order():
+    spec = OutputSpec("global", "binary")
+    plain = build_finetuning_model(tiny_backbone(), spec)
+    virtual = build_finetuning_model(tiny_backbone(), spec, virtual_pad_length=512)
+    assert [w.path for w in virtual.weights] == [w.path for w in plain.weights]
+    virtual.set_weights(plain.get_weights())  # e.g. the 2021 generator's model_weights
+    x = [np.full((2, 512), 25, "int32"), np.zeros((2, 4), "float32")]
+    x[0][:, :5] = [23, 10, 8, 17, 24]
+    np.testing.assert_allclose(virtual(x, training=False), plain(x, training=False), atol=1e-6)
 
 
 @pytest.mark.parametrize("level,task,dataset", [

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from proteinbert.errors import InputError
-from proteinbert.model import GlobalAttention, ProteinBertBackbone, hidden_representation_model
+from proteinbert.model import GlobalAttention, ProteinBertBackbone, hidden_representation_model, with_virtual_padding
 from proteinbert.tokenizer import encode_batch
 from proteinbert.weights import released_weight_names
 
@@ -172,3 +172,78 @@ def test_mixed_bfloat16_is_close_to_float32(tiny):
 def test_bad_architecture_is_a_clear_error(bad, match):
     with pytest.raises(InputError, match=match):
         ProteinBertBackbone(**{**TINY, **bad})
+
+
+# -- virtual padding: the 2021 fixed-length attention at the cost of the bucket length -------------
+
+def test_virtual_padding_keeps_the_weight_contract(tiny):
+    virtual = with_virtual_padding(tiny, 512)
+    assert virtual.architecture == {**tiny.architecture, "virtual_pad_length": 512}
+    assert [w.path for w in virtual.weights] == [w.path for w in tiny.weights]
+    assert [layer.name for layer in virtual.layers if layer.weights] == [
+        layer.name for layer in tiny.layers if layer.weights]
+    for a, b in zip(virtual.get_weights(), tiny.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert with_virtual_padding(tiny, None) is tiny and with_virtual_padding(virtual, 512) is virtual
+
+
+def test_virtual_padding_reproduces_padding_to_its_length(tiny):
+    seqs = ["MKVLAGHHKLLLPPWERTY", "MKV", "ACDEFGHIKLMNPQRSTVWY" * 2]
+    x512 = _inputs(seqs, 512)
+    reference = tiny.predict(x512, verbose=0)
+    virtual = with_virtual_padding(tiny, 512)
+    errors = {}
+    for length in (48, 64, 128, 256):
+        x = [x512[0][:, :length], x512[1]]
+        got = virtual.predict(x, verbose=0)
+        plain = tiny.predict(x, verbose=0)
+        errors[length] = np.abs(got[1] - reference[1]).max()
+        assert errors[length] < np.abs(plain[1] - reference[1]).max() / 10
+        # Real positions' token probabilities follow (the global state feeds them); near the end of a
+        # short bucket the convolutions' zero padding still differs from <PAD> states, so on average.
+        real = x[0] != 25
+        local_error = np.abs(got[0] - reference[0][:, :length])[real]
+        assert local_error.mean() < np.abs(plain[0] - reference[0][:, :length])[real].mean()
+        if length >= 128:
+            assert local_error.max() < 1e-5
+    # Once the pads next to the sequence are all present (2 blocks x 20 positions), only rounding is left.
+    assert errors[128] < 1e-5 and errors[256] < 1e-5
+    assert errors[48] > errors[128]
+
+
+def test_virtual_padding_is_exact_at_and_beyond_its_length(tiny):
+    virtual = with_virtual_padding(tiny, 64)
+    for length in (64, 100):
+        x = _inputs(["MKVLAG", "ACDEFGHIK" * 5], length)
+        for a, b in zip(virtual.predict(x, verbose=0), tiny.predict(x, verbose=0)):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_virtual_padding_config_roundtrip_and_keras_file(tiny, tmp_path):
+    virtual = with_virtual_padding(tiny, 256)
+    clone = ProteinBertBackbone.from_config(json.loads(json.dumps(virtual.get_config())))
+    assert clone.virtual_pad_length == 256
+    path = tmp_path / "virtual.keras"
+    virtual.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert reloaded.virtual_pad_length == 256
+    x = _inputs(["MKVLA", "GG"], 24)
+    for a, b in zip(virtual.predict(x, verbose=0), reloaded.predict(x, verbose=0)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_virtual_padding_under_mixed_precision_is_close(tiny):
+    virtual = with_virtual_padding(tiny, 512)
+    bf16 = ProteinBertBackbone(**virtual.architecture, dtype="mixed_bfloat16")
+    bf16.set_weights(virtual.get_weights())
+    x = _inputs(["MKVLAGHHKLLLPPWERTY", "MKV"], 64)
+    np.testing.assert_allclose(bf16.predict(x, verbose=0)[1], virtual.predict(x, verbose=0)[1], atol=0.05)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(virtual_pad_length=0), "virtual_pad_length must be a positive int"),
+    (dict(virtual_pad_length=512, attention_mask=True), "cannot be combined with attention_mask"),
+])
+def test_bad_virtual_padding_is_a_clear_error(bad, match):
+    with pytest.raises(InputError, match=match):
+        ProteinBertBackbone(**TINY, **bad)

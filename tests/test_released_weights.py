@@ -39,7 +39,8 @@ def test_read_pkl_contents(small_pkl):
 
 def test_architecture_is_inferred(small_model):
     assert small_model.architecture == dict(n_annotations=50, vocab_size=26, **SMALL, conv_kernel_size=9,
-                                            wide_conv_dilation_rate=5, activation="gelu", attention_mask=False)
+                                            wide_conv_dilation_rate=5, activation="gelu", attention_mask=False,
+                                            virtual_pad_length=None)
 
 
 @pytest.mark.parametrize("suffix", ["", "_L2"])

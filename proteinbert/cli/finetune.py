@@ -40,6 +40,9 @@ def build_parser():
     m.add_argument("--hidden-layers", choices=("all", "last"), default="all",
                    help="head input: the 2021 concatenation of all layers, or the last block only")
     m.add_argument("--dropout", type=float, default=0.5)
+    m.add_argument("--virtual-pad-length", type=int, metavar="N",
+                   help="global attention as if every batch were padded to N tokens, as the 2021 code padded to "
+                        "its seq-len, at the cost of the batch's own length (default: --seq-len; 0: off)")
     s = p.add_argument_group("schedule (default: the 2021 one)")
     s.add_argument("--stage", action="append", metavar="NAME:LR:EPOCHS:frozen|unfrozen[:SEQ_LEN[:BATCH]]",
                    help="replace the default stages (repeat for several)")
@@ -73,6 +76,9 @@ def _job(args):
         raise UsageError(f"--architecture must be a JSON object. Received: {args.architecture!r}")
     if architecture and not args.from_scratch:
         raise UsageError("--architecture only applies with --from-scratch (weights imply their architecture)")
+    virtual = args.seq_len if args.virtual_pad_length is None else args.virtual_pad_length
+    if virtual < 0:
+        raise UsageError(f"--virtual-pad-length must be >= 0 (0: off). Received: {virtual}")
     try:
         if args.stage:
             stages = tuple(parse_stage(s) for s in args.stage)
@@ -88,6 +94,7 @@ def _job(args):
         train_labels=args.train_labels, valid_labels=args.valid_labels, test_labels=args.test_labels,
         seq_col=args.seq_col, label_col=args.label_col, id_col=args.id_col, weights=args.weights,
         architecture=architecture, hidden_layers=args.hidden_layers, dropout_rate=args.dropout, config=config,
+        virtual_pad_length=virtual or None,
         max_records=args.max_records, overwrite=args.overwrite,
     )
 

@@ -1,10 +1,10 @@
 """Model: layers, the backbone, and hidden-representation selection."""
 
-from .backbone import RELEASED_CONFIG, ProteinBertBackbone, hidden_representation_model
+from .backbone import RELEASED_CONFIG, ProteinBertBackbone, hidden_representation_model, with_virtual_padding
 from .chunked import ChunkedForward
-from .layers import BroadcastAdd, GlobalAttention, PaddingMask
+from .layers import BroadcastAdd, ColumnConv1D, GlobalAttention, PaddingMask, PadTokens
 
 __all__ = [
-    "RELEASED_CONFIG", "ProteinBertBackbone", "hidden_representation_model", "ChunkedForward",
-    "BroadcastAdd", "GlobalAttention", "PaddingMask",
+    "RELEASED_CONFIG", "ProteinBertBackbone", "hidden_representation_model", "with_virtual_padding",
+    "ChunkedForward", "BroadcastAdd", "ColumnConv1D", "GlobalAttention", "PaddingMask", "PadTokens",
 ]

@@ -11,7 +11,7 @@ import keras
 
 from ..errors import InputError
 from ..tokenizer import VOCAB_SIZE
-from .layers import BroadcastAdd, GlobalAttention, PaddingMask
+from .layers import BroadcastAdd, ColumnConv1D, GlobalAttention, PaddingMask, PadTokens
 
 #: The released model's architecture (``n_annotations`` 8943).
 RELEASED_CONFIG = dict(
@@ -37,6 +37,13 @@ class ProteinBertBackbone(keras.Model):
     weights were trained without it; leave it off for parity). ``dtype`` takes a Keras dtype
     policy such as ``"mixed_bfloat16"``; the two output layers always compute in float32.
 
+    ``virtual_pad_length``: the global attention behaves as if every sequence were padded to this
+    many tokens, as the 2021 code padded every batch to the model length, while the network only
+    computes the batch's own length (see :class:`GlobalAttention`). The state of a ``<PAD>`` far
+    from the sequence is computed alongside, one position per sequence. Adds no weights; a batch
+    at least this long gives exactly the plain model's numbers. Cannot be combined with
+    ``attention_mask``.
+
     >>> import numpy as np
     >>> model = ProteinBertBackbone(n_annotations=5, d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4)
     >>> seq_probs, annot_probs = model([np.full((2, 7), 25, "int32"), np.zeros((2, 5), "float32")])
@@ -57,6 +64,7 @@ class ProteinBertBackbone(keras.Model):
         wide_conv_dilation_rate: int = 5,
         activation: str = "gelu",
         attention_mask: bool = False,
+        virtual_pad_length: int | None = None,
         dtype=None,
         **kwargs,
     ):
@@ -69,6 +77,12 @@ class ProteinBertBackbone(keras.Model):
             raise InputError(
                 f"n_heads must divide d_global. Received: n_heads={n_heads}, d_global={d_global}"
             )
+        if virtual_pad_length is not None:
+            _check_positive(virtual_pad_length=virtual_pad_length)
+            if attention_mask:
+                raise InputError("virtual_pad_length needs <PAD> positions in the attention; it cannot be "
+                                 f"combined with attention_mask. Received: virtual_pad_length={virtual_pad_length}, "
+                                 "attention_mask=True")
         # keras.activations.gelu defaults to the exact GELU, as the 2021 model used.
         act = keras.activations.get(activation)
         L = keras.layers
@@ -76,26 +90,42 @@ class ProteinBertBackbone(keras.Model):
         tokens = keras.Input(shape=(None,), dtype="int32", name="input-seq")
         annotations = keras.Input(shape=(n_annotations,), dtype="float32", name="input-annotations")
 
-        local = L.Embedding(vocab_size, d_seq, name="embedding-seq-input", dtype=dtype)(tokens)
+        embedding = L.Embedding(vocab_size, d_seq, name="embedding-seq-input", dtype=dtype)
+        local = embedding(tokens)
         glob = L.Dense(d_global, activation=act, name="dense-global-input", dtype=dtype)(annotations)
         mask = PaddingMask(name="padding-mask")(tokens) if attention_mask else None
+        # Virtual padding: the state of a <PAD> far from the sequence, (batch, 1, d_seq), runs through
+        # the local track beside the sequence, through the same layers (called a second time; the
+        # convolutions return it from their summed taps). The sequence's call stays each layer's first.
+        pad = embedding(PadTokens(name="pad-tokens")(tokens)) if virtual_pad_length is not None else None
 
         for b in range(1, n_blocks + 1):
             g2s = L.Dense(d_seq, activation=act, name=f"global-to-seq-dense-block{b}", dtype=dtype)(glob)
             g2s = L.Reshape((1, d_seq), name=f"global-to-seq-reshape-block{b}", dtype=dtype)(g2s)
-            narrow = L.Conv1D(d_seq, conv_kernel_size, padding="same", dilation_rate=1, activation=act,
-                              name=f"narrow-conv-block{b}", dtype=dtype)(local)
-            wide = L.Conv1D(d_seq, conv_kernel_size, padding="same", dilation_rate=wide_conv_dilation_rate,
-                            activation=act, name=f"wide-conv-block{b}", dtype=dtype)(local)
-            local = BroadcastAdd(name=f"seq-merge1-block{b}", dtype=dtype)([local, g2s, narrow, wide])
-            local = L.LayerNormalization(name=f"seq-merge1-norm-block{b}", dtype=dtype)(local)
-            dense = L.Dense(d_seq, activation=act, name=f"seq-dense-block{b}", dtype=dtype)(local)
-            local = L.Add(name=f"seq-merge2-block{b}", dtype=dtype)([local, dense])
-            local = L.LayerNormalization(name=f"seq-merge2-norm-block{b}", dtype=dtype)(local)
+            narrow_conv = ColumnConv1D(d_seq, conv_kernel_size, padding="same", dilation_rate=1, activation=act,
+                                       name=f"narrow-conv-block{b}", dtype=dtype)
+            wide_conv = ColumnConv1D(d_seq, conv_kernel_size, padding="same",
+                                     dilation_rate=wide_conv_dilation_rate, activation=act,
+                                     name=f"wide-conv-block{b}", dtype=dtype)
+            if pad is None:
+                narrow, wide = narrow_conv(local), wide_conv(local)
+            else:
+                (narrow, narrow_pad), (wide, wide_pad) = narrow_conv([local, pad]), wide_conv([local, pad])
+            merge1 = BroadcastAdd(name=f"seq-merge1-block{b}", dtype=dtype)
+            norm1 = L.LayerNormalization(name=f"seq-merge1-norm-block{b}", dtype=dtype)
+            dense = L.Dense(d_seq, activation=act, name=f"seq-dense-block{b}", dtype=dtype)
+            merge2 = L.Add(name=f"seq-merge2-block{b}", dtype=dtype)
+            norm2 = L.LayerNormalization(name=f"seq-merge2-norm-block{b}", dtype=dtype)
+            local = norm1(merge1([local, g2s, narrow, wide]))
+            local = norm2(merge2([local, dense(local)]))
+            if pad is not None:
+                pad = norm1(merge1([pad, g2s, narrow_pad, wide_pad]))
+                pad = norm2(merge2([pad, dense(pad)]))
 
             dense1 = L.Dense(d_global, activation=act, name=f"global-dense1-block{b}", dtype=dtype)(glob)
-            attn = GlobalAttention(n_heads, d_key, d_global // n_heads, name=f"global-attention-block{b}",
-                                   dtype=dtype)([glob, local], padding_mask=mask)
+            attention = GlobalAttention(n_heads, d_key, d_global // n_heads, virtual_length=virtual_pad_length,
+                                        name=f"global-attention-block{b}", dtype=dtype)
+            attn = attention([glob, local] if pad is None else [glob, local, pad], padding_mask=mask)
             glob = L.Add(name=f"global-merge1-block{b}", dtype=dtype)([glob, dense1, attn])
             glob = L.LayerNormalization(name=f"global-merge1-norm-block{b}", dtype=dtype)(glob)
             dense2 = L.Dense(d_global, activation=act, name=f"global-dense2-block{b}", dtype=dtype)(glob)
@@ -118,6 +148,7 @@ class ProteinBertBackbone(keras.Model):
         self.wide_conv_dilation_rate = wide_conv_dilation_rate
         self.activation = activation
         self.attention_mask = attention_mask
+        self.virtual_pad_length = virtual_pad_length
         self.policy_name = None if dtype is None else keras.dtype_policies.get(dtype).name
 
     def get_config(self):
@@ -135,6 +166,7 @@ class ProteinBertBackbone(keras.Model):
             "wide_conv_dilation_rate": self.wide_conv_dilation_rate,
             "activation": self.activation,
             "attention_mask": self.attention_mask,
+            "virtual_pad_length": self.virtual_pad_length,
             "dtype": self.policy_name,
         }
 
@@ -191,3 +223,25 @@ def hidden_representation_model(backbone: ProteinBertBackbone, layers: str = "al
         else:
             outputs.append(keras.layers.Concatenate(axis=-1, name=name, dtype="float32")(tensors))
     return keras.Model(inputs=backbone.inputs, outputs=outputs, name=f"{backbone.name}_hidden_{layers}")
+
+
+def with_virtual_padding(backbone: ProteinBertBackbone, virtual_pad_length: int | None) -> ProteinBertBackbone:
+    """``backbone`` rebuilt with another ``virtual_pad_length`` (weights copied), or itself if unchanged.
+
+    >>> import numpy as np
+    >>> from proteinbert.tokenizer import encode_batch
+    >>> plain = ProteinBertBackbone(n_annotations=3, d_seq=8, d_global=16, n_blocks=2, n_heads=2, d_key=4)
+    >>> virtual = with_virtual_padding(plain, 512)
+    >>> annotations = np.zeros((1, 3), "float32")
+    >>> padded_512 = plain([encode_batch(["MKVLAG"], 512), annotations])[1]  # what the 2021 code computed
+    >>> emulated = virtual([encode_batch(["MKVLAG"], 128), annotations])[1]  # a quarter of the work
+    >>> bool(np.allclose(emulated, padded_512, atol=1e-5))
+    True
+    """
+    if virtual_pad_length == backbone.virtual_pad_length:
+        return backbone
+    rebuilt = ProteinBertBackbone(**{**backbone.architecture, "virtual_pad_length": virtual_pad_length},
+                                  dtype=backbone.policy_name, name=backbone.name)
+    rebuilt.set_weights(backbone.get_weights())
+    return rebuilt
+

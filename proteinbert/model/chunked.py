@@ -123,6 +123,12 @@ class ChunkedForward:
             )
         bb, halo, c = self.backbone, self.halo, self.chunk_length
         batch, length = tokens.shape
+        if bb.virtual_pad_length is not None and length < bb.virtual_pad_length:
+            # Chunks carry no far-<PAD> state; at or beyond the virtual length there is none to add.
+            raise InputError(
+                f"ChunkedForward needs batches at least virtual_pad_length={bb.virtual_pad_length} long; "
+                f"received length {length}. Use the backbone itself for shorter batches."
+            )
         n_chunks = max(1, -(-length // c))
         padded_len = n_chunks * c
         valid = np.zeros((batch, padded_len), bool)

@@ -20,20 +20,28 @@ class GlobalAttention(keras.layers.Layer):
     ``padding_mask`` of shape ``(batch, L)`` (True = attend); without a mask ``<PAD>`` positions take part
     in the softmax, as in the released model.
 
+    ``virtual_length``: called as ``layer([global_state, seq_state, pad_state])``, where ``pad_state``
+    ``(batch, 1, S)`` is the state of a ``<PAD>`` position far from the sequence, the softmax also
+    counts ``virtual_length - L`` copies of that position (none when ``L >= virtual_length``): the
+    attention of a sequence padded to ``virtual_length``, at the cost of ``L`` positions. In the
+    2021 model every batch was padded to the model length, so hundreds of identical ``<PAD>``
+    positions took part in each softmax; this keeps that behaviour for short length buckets.
+
     >>> import numpy as np
     >>> layer = GlobalAttention(n_heads=2, d_key=4, d_value=3)
     >>> tuple(layer([np.zeros((1, 6), "float32"), np.zeros((1, 5, 7), "float32")]).shape)
     (1, 6)
     """
 
-    def __init__(self, n_heads: int, d_key: int, d_value: int, **kwargs):
+    def __init__(self, n_heads: int, d_key: int, d_value: int, virtual_length: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.n_heads = int(n_heads)
         self.d_key = int(d_key)
         self.d_value = int(d_value)
+        self.virtual_length = None if virtual_length is None else int(virtual_length)
 
     def build(self, input_shape):
-        global_shape, seq_shape = input_shape
+        global_shape, seq_shape = input_shape[:2]
         d_global, d_seq = int(global_shape[-1]), int(seq_shape[-1])
         init = keras.initializers.GlorotUniform()
         # Weight names and shapes match the released .pkl (Wq, Wk, Wv; no biases).
@@ -43,7 +51,13 @@ class GlobalAttention(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, padding_mask=None):
-        x, s = inputs  # x: (B, G), s: (B, L, S)
+        x, s = inputs[:2]  # x: (B, G), s: (B, L, S)
+        pad_state = None
+        if len(inputs) > 2 and self.virtual_length is not None:
+            pad_state = inputs[2]  # (B, 1, S)
+            # log(number of virtual <PAD> positions); -inf (weight 0) when there are none.
+            n_virtual = float(self.virtual_length) - ops.cast(ops.shape(s)[1], "float32")
+            log_count = ops.where(n_virtual > 0, ops.log(ops.maximum(n_virtual, 1.0)), float("-inf"))
         # One head at a time: the (B, L, d_value) activations of a head are a quarter of all
         # heads', which keeps peak memory low on long sequences; no transposes are needed.
         outputs = []
@@ -52,6 +66,12 @@ class GlobalAttention(keras.layers.Layer):
             if padding_mask is not None:
                 neg = ops.cast(-1e9 if scores.dtype == "float32" else -3e4, scores.dtype)
                 scores = ops.where(ops.cast(padding_mask, "bool"), scores, neg)
+            if pad_state is not None:
+                # The virtual positions all share one score and value: one extra column, weighted by their count.
+                pad_score, pad_value = self.head_scores_values(x, pad_state, h)
+                scores = ops.concatenate(
+                    [ops.cast(scores, "float32"), ops.cast(pad_score, "float32") + log_count], axis=-1)
+                values = ops.concatenate([values, pad_value], axis=1)
             # Softmax over positions in float32 even under mixed precision: L can be tens of thousands.
             attn = ops.softmax(ops.cast(scores, "float32"), axis=-1)
             attn = ops.cast(ops.expand_dims(attn, 1), values.dtype)  # (B, 1, L)
@@ -76,7 +96,8 @@ class GlobalAttention(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"n_heads": self.n_heads, "d_key": self.d_key, "d_value": self.d_value})
+        config.update({"n_heads": self.n_heads, "d_key": self.d_key, "d_value": self.d_value,
+                       "virtual_length": self.virtual_length})
         return config
 
 
@@ -89,6 +110,63 @@ class PaddingMask(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+@keras.saving.register_keras_serializable(package="proteinbert")
+class PadTokens(keras.layers.Layer):
+    """A ``(batch, 1)`` column of ``<PAD>`` ids: the input of the far-``<PAD>`` state (virtual padding)."""
+
+    def call(self, tokens):
+        return ops.full_like(tokens[:, :1], PAD_ID)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1)
+
+
+@keras.saving.register_keras_serializable(package="proteinbert")
+class ColumnConv1D(keras.layers.Conv1D):
+    """``Conv1D`` that, called as ``layer([seq, column])``, also returns its output on ``column``.
+
+    ``column`` ``(batch, 1, channels)`` stands for an endless run of one vector (the ``<PAD>``
+    positions far from a sequence), where every tap of the kernel sees the same input:
+    ``activation(column @ sum(kernel over taps) + bias)``. Called on one tensor it is a plain
+    ``Conv1D``, with the same weights (names, shapes, order).
+
+    >>> import numpy as np
+    >>> conv = ColumnConv1D(2, 3, padding="same", dilation_rate=2)
+    >>> x = np.ones((1, 9, 4), "float32")
+    >>> out, col = conv([x, x[:, :1]])
+    >>> bool(np.allclose(out[:, 4:5], col, atol=1e-6))  # position 4 sees only ones, like the column
+    True
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.input_spec = None  # Conv1D's spec admits one input; shapes are checked by the kernel's matmul
+
+    def build(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple)):
+            input_shape = input_shape[0]
+        super().build(input_shape)
+        self.input_spec = None
+
+    def call(self, inputs):
+        if not isinstance(inputs, (list, tuple)):
+            return super().call(inputs)
+        seq, column = inputs
+        out = super().call(seq)
+        col = ops.matmul(column, ops.sum(self.kernel, axis=0))
+        if self.use_bias:
+            col = col + self.bias
+        if self.activation is not None:
+            col = self.activation(col)
+        return out, col
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple)):
+            seq_shape, col_shape = input_shape
+            return super().compute_output_shape(seq_shape), (*col_shape[:-1], self.filters)
+        return super().compute_output_shape(input_shape)
 
 
 @keras.saving.register_keras_serializable(package="proteinbert")

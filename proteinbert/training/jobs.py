@@ -14,7 +14,9 @@ import pandas as pd
 from ..data.labelled import LabelledRecords, read_labelled
 from ..errors import InputError
 from .evaluation import Evaluation, evaluate_by_len, predictions_frame, write_csv
-from .finetuning import FinetuneConfig, FinetunedModel, OutputSpec, finetune_from_backbone
+from .finetuning import (
+    DEFAULT_VIRTUAL_PAD_LENGTH, FinetuneConfig, FinetunedModel, OutputSpec, finetune_from_backbone,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class FinetuneJob:
     hidden_layers: str = "all"
     dropout_rate: float = 0.5
     config: FinetuneConfig = FinetuneConfig()
+    virtual_pad_length: int | None = DEFAULT_VIRTUAL_PAD_LENGTH  # see finetune_from_backbone
     max_records: int | None = None
     overwrite: bool = False
 
@@ -99,6 +102,7 @@ def run_finetune_job(job: FinetuneJob) -> JobResult:
         backbone, spec, train.seqs, train.labels, valid.seqs if valid else None, valid.labels if valid else None,
         config=job.config, hidden_layers=job.hidden_layers, dropout_rate=job.dropout_rate,
         train_row_ids=train.row_ids, valid_row_ids=valid.row_ids if valid else None,
+        virtual_pad_length=job.virtual_pad_length,
     )
     model.metadata.update({"train": str(job.train), "valid": job.valid, "test": job.test, "weights": job.weights})
     evaluation = None
