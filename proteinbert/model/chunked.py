@@ -77,7 +77,8 @@ class ChunkedForward:
                 maxima, sums, weighted = [], [], []
                 mask = tf.cast(valid, tf.float32)
                 for h in range(attention.n_heads):
-                    scores, values = attention.head_scores_values(glob, local2, h)
+                    q = attention.head_query(glob, h, local2.dtype)
+                    scores, values = attention.head_scores_values(q, local2, h)
                     scores = tf.where(valid, tf.cast(scores, tf.float32), -1e30)
                     top = tf.reduce_max(scores, axis=1)  # (B,)
                     e = tf.exp(scores - top[:, None]) * mask

@@ -62,13 +62,14 @@ class GlobalAttention(keras.layers.Layer):
         # heads', which keeps peak memory low on long sequences; no transposes are needed.
         outputs = []
         for h in range(self.n_heads):
-            scores, values = self.head_scores_values(x, s, h)
+            q = self.head_query(x, h, s.dtype)
+            scores, values = self.head_scores_values(q, s, h)
             if padding_mask is not None:
                 neg = ops.cast(-1e9 if scores.dtype == "float32" else -3e4, scores.dtype)
                 scores = ops.where(ops.cast(padding_mask, "bool"), scores, neg)
             if pad_state is not None:
                 # The virtual positions all share one score and value: one extra column, weighted by their count.
-                pad_score, pad_value = self.head_scores_values(x, pad_state, h)
+                pad_score, pad_value = self.head_scores_values(q, pad_state, h)
                 scores = ops.concatenate(
                     [ops.cast(scores, "float32"), ops.cast(pad_score, "float32") + log_count], axis=-1)
                 values = ops.concatenate([values, pad_value], axis=1)
@@ -78,14 +79,18 @@ class GlobalAttention(keras.layers.Layer):
             outputs.append(ops.squeeze(ops.matmul(attn, values), 1))  # (B, dv)
         return ops.concatenate(outputs, axis=-1)
 
-    def head_scores_values(self, x, s, h: int):
+    def head_query(self, x, h: int, dtype):
+        """Head ``h``'s query ``(B, d_key)`` from the global state, in ``dtype``."""
+        return ops.tanh(ops.matmul(ops.cast(x, dtype), ops.cast(self.Wq[h], dtype)))
+
+    def head_scores_values(self, q, s, h: int):
         """Head ``h``'s scaled scores ``(B, L)`` and values ``(B, L, d_value)``, before the softmax.
 
-        Computed in ``s``'s dtype (weights and ``x`` are cast to it, which is a no-op inside
-        ``call``), so :class:`~proteinbert.model.chunked.ChunkedForward` can call it directly.
+        ``q`` is :meth:`head_query`'s output. Computed in ``s``'s dtype (weights are cast to it,
+        which is a no-op inside ``call``), so :class:`~proteinbert.model.chunked.ChunkedForward`
+        can call it directly.
         """
         dtype = s.dtype
-        q = ops.tanh(ops.matmul(ops.cast(x, dtype), ops.cast(self.Wq[h], dtype)))  # (B, dk)
         keys = ops.tanh(ops.matmul(s, ops.cast(self.Wk[h], dtype)))  # (B, L, dk)
         scores = ops.squeeze(ops.matmul(keys, ops.expand_dims(q, -1)), -1) / math.sqrt(self.d_key)  # (B, L)
         values = ops.gelu(ops.matmul(s, ops.cast(self.Wv[h], dtype)), approximate=False)  # exact GELU, as the original
