@@ -13,6 +13,7 @@ without TensorFlow — with Keras's own compiled functions:
   largest difference from the 2021 outputs, float32 and bfloat16.
 
     KERAS_BACKEND=jax python benchmarks/keras_backends.py [--quick] [--fixtures ../shared/fixtures]
+    python benchmarks/keras_backends.py --only-virtual --dtypes float32   # TensorFlow, this CPU
 """
 
 from __future__ import annotations
@@ -63,12 +64,12 @@ def forward(dtype, repeats, batch=32, length=512, virtual=None):
                 seconds=round(best, 5), tokens_per_s=round(batch * length / best))
 
 
-def train(dtype, repeats, shapes):
+def train(dtype, repeats, shapes, virtual=None):
     import keras
 
     from proteinbert.model import ProteinBertBackbone
 
-    model = ProteinBertBackbone(n_annotations=N_ANNOTATIONS, dtype=dtype)
+    model = ProteinBertBackbone(n_annotations=N_ANNOTATIONS, dtype=dtype, virtual_pad_length=virtual)
     model.compile(optimizer=keras.optimizers.Lamb(learning_rate=2e-4, epsilon=1e-6),
                   loss=["sparse_categorical_crossentropy", "binary_crossentropy"])
     rows = []
@@ -77,8 +78,8 @@ def train(dtype, repeats, shapes):
         weights = [(tokens != 25).astype("float32"), np.ones((batch,), "float32")]
         best = _best(lambda: model.train_on_batch([tokens, annotations], [tokens, annotations],
                                                   sample_weight=weights), repeats)
-        rows.append(_row(section="train", dtype=dtype, batch=batch, length=length, seconds=round(best, 5),
-                         tokens_per_s=round(batch * length / best)))
+        rows.append(_row(section="train", dtype=dtype, batch=batch, length=length, virtual_pad_length=virtual,
+                         seconds=round(best, 5), tokens_per_s=round(batch * length / best)))
     return rows
 
 
@@ -119,6 +120,8 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="fewer repeats and no 32768 batch-1")
     p.add_argument("--dtypes", default="float32,mixed_bfloat16")
     p.add_argument("--fixtures", type=Path, help="folder with small_lamb.pkl and small_expected.npz")
+    p.add_argument("--only-virtual", action="store_true",
+                   help="only virtual padding's cost: forward and train step at 32 x 80, with and without, twice")
     p.add_argument("--json", type=Path, help="also write every row here")
     args = p.parse_args(argv)
 
@@ -136,6 +139,15 @@ def main(argv=None):
     rows = [_row(section="setup", backend=keras.backend.backend(), keras=keras.__version__, devices=devices,
                  cpu_count=os.cpu_count())]
     repeats = 3 if args.quick else 10
+    if args.only_virtual:
+        for dtype in args.dtypes.split(","):
+            for _ in range(2):  # interleaved, against drift in a shared machine's speed
+                for virtual in (None, 512):
+                    rows.append(forward(dtype, repeats, length=80, virtual=virtual))
+                    rows += train(dtype, repeats, [(80, 32)], virtual=virtual)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+        return
     if args.fixtures:
         rows += parity(args.fixtures)
     for dtype in args.dtypes.split(","):

@@ -25,8 +25,6 @@ import tempfile
 import threading
 import time
 
-import numpy as np
-
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,7 +1,5 @@
 """evaluate_by_len: buckets, metrics per type, confusion matrices, CSV export; the 2021 compat API."""
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest

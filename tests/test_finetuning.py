@@ -237,12 +237,10 @@ def test_cached_frozen_stage_matches_uncached():
     frame = read_benchmark("signalP_binary", "train", 80)
     seqs, labels = list(frame.seq), list(frame.label)
     histories, heads = [], []
+    first_weights = tiny_backbone().get_weights()
     for cache in (True, False):
         backbone = tiny_backbone()
-        if histories:
-            backbone.set_weights(first_weights)
-        else:
-            first_weights = backbone.get_weights()
+        backbone.set_weights(first_weights)
         config = FinetuneConfig(stages=(Stage("frozen", 1e-2, 2, False, 64, 16),), cache_frozen_features=cache,
                                 run_eagerly=True, seed=3)
         fm = finetune_from_backbone(backbone, OutputSpec("global", "binary"), seqs[:64], labels[:64], seqs[64:],

@@ -244,4 +244,3 @@ def with_virtual_padding(backbone: ProteinBertBackbone, virtual_pad_length: int 
                                   dtype=backbone.policy_name, name=backbone.name)
     rebuilt.set_weights(backbone.get_weights())
     return rebuilt
-

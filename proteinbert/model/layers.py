@@ -68,16 +68,30 @@ class GlobalAttention(keras.layers.Layer):
                 neg = ops.cast(-1e9 if scores.dtype == "float32" else -3e4, scores.dtype)
                 scores = ops.where(ops.cast(padding_mask, "bool"), scores, neg)
             if pad_state is not None:
-                # The virtual positions all share one score and value: one extra column, weighted by their count.
-                pad_score, pad_value = self.head_scores_values(q, pad_state, h)
-                scores = ops.concatenate(
-                    [ops.cast(scores, "float32"), ops.cast(pad_score, "float32") + log_count], axis=-1)
-                values = ops.concatenate([values, pad_value], axis=1)
+                outputs.append(self._attend_with_virtual_pads(q, scores, values, pad_state, h, log_count))
+                continue
             # Softmax over positions in float32 even under mixed precision: L can be tens of thousands.
             attn = ops.softmax(ops.cast(scores, "float32"), axis=-1)
             attn = ops.cast(ops.expand_dims(attn, 1), values.dtype)  # (B, 1, L)
             outputs.append(ops.squeeze(ops.matmul(attn, values), 1))  # (B, dv)
         return ops.concatenate(outputs, axis=-1)
+
+    def _attend_with_virtual_pads(self, q, scores, values, pad_state, h: int, log_count):
+        """Softmax over the L positions plus ``exp(log_count)`` copies of the far-``<PAD>`` position.
+
+        The copies share one score and value, so they enter as one weighted term (no (L + 1)-long
+        copy of the values is made).
+        """
+        pad_score, pad_value = self.head_scores_values(q, pad_state, h)  # (B, 1), (B, 1, dv)
+        scores = ops.cast(scores, "float32")
+        pad_score = ops.cast(pad_score, "float32") + log_count
+        top = ops.maximum(ops.max(scores, axis=-1, keepdims=True), pad_score)  # (B, 1)
+        weights = ops.exp(scores - top)  # (B, L)
+        pad_weight = ops.exp(pad_score - top)  # (B, 1)
+        total = ops.sum(weights, axis=-1, keepdims=True) + pad_weight
+        attended = ops.squeeze(ops.matmul(ops.cast(ops.expand_dims(weights, 1), values.dtype), values), 1)
+        attended = ops.cast(attended, "float32") + pad_weight * ops.cast(pad_value[:, 0], "float32")
+        return ops.cast(attended / total, values.dtype)
 
     def head_query(self, x, h: int, dtype):
         """Head ``h``'s query ``(B, d_key)`` from the global state, in ``dtype``."""
@@ -122,7 +136,7 @@ class PadTokens(keras.layers.Layer):
     """A ``(batch, 1)`` column of ``<PAD>`` ids: the input of the far-``<PAD>`` state (virtual padding)."""
 
     def call(self, tokens):
-        return ops.full_like(tokens[:, :1], PAD_ID)
+        return ops.full((ops.shape(tokens)[0], 1), PAD_ID, dtype=tokens.dtype)  # static length 1
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 1)
