@@ -11,7 +11,7 @@ protein's residues shared the softmax with hundreds of identical ``<PAD>`` posit
 ``virtual_pad_length`` (default 512 in :func:`finetune_from_backbone`) the model keeps that
 behaviour at the cost of the bucket length: one far-``<PAD>`` state per sequence, weighted by the
 number of pads it stands for (see :class:`~proteinbert.model.GlobalAttention`). Without it,
-fine-tuning on short proteins lost 0.03 test AUC on average against fixed padding
+fine-tuning on short proteins lost 0.025 test AUC on average against fixed padding
 (``benchmarks/finetune_speed.py``, signal peptide, 5000 records, 4 seeds).
 
 >>> spec = OutputSpec.from_labels("global", "categorical", ["b", "a", "b"])
