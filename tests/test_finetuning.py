@@ -155,8 +155,6 @@ def test_frozen_stage_leaves_backbone_untouched(virtual_pad_length):
     assert len(pretrained) > 10
     for w in pretrained:
         np.testing.assert_array_equal(w.numpy(), before[w.path])
-    head = fm.model.get_layer("head-dense").kernel.numpy()
-    assert np.abs(head).sum() > 0
     assert fm.metadata["stages"][0]["epochs"] == 1
     assert fm.metadata["backbone_architecture"]["virtual_pad_length"] == virtual_pad_length
 
