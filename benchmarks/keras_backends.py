@@ -22,31 +22,18 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-N_ANNOTATIONS = 8943
-
-
-def _inputs(batch, length, seed=0):
-    rng = np.random.default_rng(seed)
-    tokens = rng.integers(0, 25, size=(batch, length), dtype=np.int32)
-    annotations = (rng.random((batch, N_ANNOTATIONS)) < 0.001).astype("float32")
-    return tokens, annotations
+from throughput import N_ANNOTATIONS, _inputs, best_time  # noqa: E402  (this folder is on sys.path)
 
 
 def _best(fn, repeats):
     fn()  # compile
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return best_time(fn, repeats)
 
 
 def _row(**fields):
