@@ -6,7 +6,17 @@ exported here too, so code written for it keeps working. Exports are resolved la
 ``import proteinbert.tokenizer`` does not start TensorFlow.
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# TensorFlow's CPU tensors otherwise come straight from glibc malloc. Fed from a tf.data
+# generator, a fine-tuning step then maps fresh pages for its large buffers every time (17,000
+# page faults a step, half the step in the kernel, steps 1.5-2x slower; see
+# benchmarks/cpu_allocator.py). TensorFlow's own pooling allocator reuses them. It is read when
+# TensorFlow makes its first tensor, so this only helps if proteinbert is imported before
+# TensorFlow runs anything; an explicit setting (TF_CPU_ALLOCATOR_USE_BFC=false) wins.
+_os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 _EXPORTS = {
     "load_pretrained_model": "existing_model_loading",

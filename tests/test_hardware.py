@@ -1,4 +1,9 @@
 import logging
+import os
+import subprocess
+import sys
+
+import pytest
 
 from proteinbert.hardware import cpu_flags, has_native_bfloat16, warn_if_bfloat16_is_slow
 
@@ -22,3 +27,13 @@ def test_bfloat16_detection_and_warning(tmp_path, caplog):
         assert warn_if_bfloat16_is_slow(plain)
         assert not warn_if_bfloat16_is_slow(bf16)
     assert len(caplog.records) == 1 and "avx512_bf16" in caplog.records[0].getMessage()
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "true"), ("false", "false")])
+def test_import_selects_the_pooling_cpu_allocator_unless_told_otherwise(preset, expected):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
+    if preset is not None:
+        env["TF_CPU_ALLOCATOR_USE_BFC"] = preset
+    code = "import os, proteinbert; print(os.environ['TF_CPU_ALLOCATOR_USE_BFC'])"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == expected

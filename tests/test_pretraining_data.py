@@ -177,7 +177,9 @@ def test_replica_split_and_tf_pipeline(h5_path):
             split_for_replicas(batch, 3)
         stream = PretrainingBatches(ds, settings())
         stop = threading.Event()
-        iterator = iter(replica_dataset(stream, 2, (0, 1), prefetch=2, stop=stop))
+        dataset = replica_dataset(stream, 2, (0, 1), prefetch=2, stop=stop)
+        assert dataset.options().autotune.enabled is False  # see fixed_pipeline_options
+        iterator = iter(dataset)
         elements = [next(iterator) for _ in range(4)]
         close_iterator(iterator, stop)  # ends the generator before the iterator goes
         assert stream.step <= 2 + 2 + 1

@@ -43,6 +43,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..tokenizer import END_ID, N_ADDED_TOKENS, PAD_ID, START_ID, VOCAB_SIZE, encode_residues
+from .batching import fixed_pipeline_options
 from .h5dataset import PretrainingDataset
 
 logger = logging.getLogger(__name__)
@@ -426,7 +427,7 @@ def replica_dataset(stream: PretrainingBatches, n_replicas: int = 1, replica_ids
                 yield parts[r]
 
     ds = tf.data.Dataset.from_generator(generate, output_signature=element_signature(stream.n_annotations))
-    options = tf.data.Options()
+    options = fixed_pipeline_options()
     # Every worker makes the same global batches and keeps its own share: no file sharding.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     options.deterministic = True

@@ -35,6 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from ..data.batching import bucket_length as _bucket_length
+from ..data.batching import fixed_pipeline_options
 from ..errors import InputError
 from ..tokenizer import END_ID, N_ADDED_TOKENS, PAD_ID, START_ID, encode_residues
 
@@ -484,7 +485,8 @@ def _tf_dataset(data: EncodedSet, batches: list, repeat_rng: np.random.Generator
         for indices, length in chosen:
             yield data.batch(indices, length)
 
-    return tf.data.Dataset.from_generator(generate, output_signature=(x_sig, y_sig, w_sig)).prefetch(2)
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=(x_sig, y_sig, w_sig))
+    return dataset.with_options(fixed_pipeline_options()).prefetch(2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -787,11 +789,14 @@ def _fit_head_on_cached_features(model, spec, train, valid, stage, config, rng, 
     y_shape = (None,) if spec.task == "categorical" else (None, spec.n_outputs)
     y_dtype = tf.int32 if spec.task == "categorical" else tf.float32
     signature = (tf.TensorSpec((None, features.shape[1]), tf.float32), tf.TensorSpec(y_shape, y_dtype))
-    train_ds = tf.data.Dataset.from_generator(batches, output_signature=signature).repeat()
+    options = fixed_pipeline_options()
+    train_ds = tf.data.Dataset.from_generator(batches, output_signature=signature).with_options(options).repeat()
     steps = len(length_batches(train.n_tokens, stage.seq_len, stage.batch_size, config.padding))
     valid_data = None
     if valid is not None:
-        valid_data = (vfeat[0], valid.global_targets(np.arange(len(valid))))
+        # Our own dataset rather than arrays: Keras would make an autotuned one.
+        valid_data = tf.data.Dataset.from_tensor_slices((vfeat[0], valid.global_targets(np.arange(len(valid)))))
+        valid_data = valid_data.batch(stage.batch_size).with_options(options)
     monitor = "val_loss" if valid is not None else "loss"
     cbs = (_callbacks(config, monitor) if stage.callbacks else []) + list(callbacks)
     logger.info("stage %s: lr %g, up to %d epochs, head only on cached representations (%d x %d)", stage.name,
