@@ -13,6 +13,10 @@ epochs. Same model, same seed, same data; the modes differ in padding (and the f
 * ``fixed``: every batch padded to the stage length (512; 1024 in the final stage), no cache, no
   virtual padding, evaluated with each record padded to 512 — what the 2021 code did.
 
+``--random-released-size`` times the released architecture (random weights: speed only). The
+small fixture model is so small that a step's fixed costs (kernel launches, optimizer updates)
+dominate it, which caps what shorter batches can gain.
+
 Prints each stage's wall time and epochs, and the test AUC of both. Timings on a shared CPU are
 noisy; the per-epoch ratio is the figure to read.
 
@@ -54,6 +58,7 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def main(argv=None):
+    from proteinbert.model import RELEASED_CONFIG, ProteinBertBackbone
     from proteinbert.training.evaluation import evaluate_by_len
     from proteinbert.training.finetuning import FinetuneConfig, OutputSpec, default_stages, finetune_from_backbone
     from proteinbert.training.jobs import load_backbone
@@ -65,6 +70,9 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=3, help="max epochs per stage (early stopping may stop sooner)")
     p.add_argument("--weights", default=str(SHARED / "fixtures" / "small_lamb.pkl"),
                    help="released-format weights (default: the small fixture model; the released file is not here)")
+    p.add_argument("--random-released-size", action="store_true",
+                   help="instead of --weights: the released architecture (16M parameters, 8,943 annotations) with "
+                        "random weights, seeded; for speed only (its AUC means nothing)")
     p.add_argument("--modes", default="bucket,fixed")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the results here")
@@ -79,8 +87,9 @@ def main(argv=None):
     valid = train_all.iloc[idx[args.n_train:args.n_train + args.n_valid]]
     test = test_all.iloc[np.sort(rng.choice(len(test_all), args.n_test, replace=False))]
     stages = default_stages(max_epochs=args.epochs)
+    weights_name = "released size, random" if args.random_released_size else Path(args.weights).name
     print(f"signal peptide: {len(train)} train / {len(valid)} valid / {len(test)} test records, "
-          f"lengths {train.seq.str.len().min()}-{train.seq.str.len().max()}; weights {Path(args.weights).name}; "
+          f"lengths {train.seq.str.len().min()}-{train.seq.str.len().max()}; weights {weights_name}; "
           f"stages {[(s.name, s.learning_rate, s.max_epochs, s.seq_len, s.batch_size) for s in stages]}; "
           f"CPU threads {os.cpu_count()} (shared)", flush=True)
     results = {}
@@ -89,7 +98,11 @@ def main(argv=None):
     if unknown:
         p.error(f"unknown --modes {unknown}; choose from bucket, bucket-plain, bucket-nocache, fixed")
     for mode in modes:
-        backbone = load_backbone(args.weights)
+        if args.random_released_size:
+            keras.utils.set_random_seed(args.seed)  # the same initial weights in every mode
+            backbone = ProteinBertBackbone(**RELEASED_CONFIG)
+        else:
+            backbone = load_backbone(args.weights)
         config = FinetuneConfig(stages=stages, padding="fixed" if mode == "fixed" else "bucket",
                                 cache_frozen_features=mode in ("bucket", "bucket-plain"), seed=args.seed)
         timer = EpochTimer()

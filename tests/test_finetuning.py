@@ -8,7 +8,7 @@ from conftest import require_shared
 from proteinbert.errors import InputError
 from proteinbert.model import ProteinBertBackbone
 from proteinbert.training.finetuning import (
-    DEFAULT_STAGES, EncodedSet, FinetuneConfig, FinetunedModel, OutputSpec, Stage, bucket_length,
+    DEFAULT_STAGES, EncodedSet, FinetuneConfig, FinetunedModel, OutputSpec, Stage, _tf_dataset, bucket_length,
     build_finetuning_model, default_stages, encode_labels, finetune_from_backbone, length_batches, parse_stage,
 )
 
@@ -129,6 +129,19 @@ def test_per_residue_batch_alignment_and_crop():
     assert a.shape == (2, 4)
 
 
+def test_batch_pipeline_yields_each_batch_without_autotuning():
+    data = EncodedSet.build(OutputSpec("global", "binary"), ["MKVLA", "MK", "M" * 40], ["1", "0", "1"], 4)
+    batches = length_batches(data.n_tokens, seq_len=512, batch_size=2)
+    dataset = _tf_dataset(data, batches)
+    # With autotuning, deleting an iterator could wait seconds for its model thread.
+    assert dataset.options().autotune.enabled is False
+    got = list(dataset)
+    assert [x.shape for (x, _), _, _ in got] == [(len(i), L) for i, L in batches]
+    for ((x, a), y, w), (indices, L) in zip(got, batches):
+        (x_ref, _), y_ref, _ = data.batch(indices, L)
+        assert np.array_equal(x.numpy(), x_ref) and np.array_equal(y.numpy(), y_ref)
+
+
 # ---- schedule -----------------------------------------------------------------------------------
 
 def test_default_schedule_matches_2021():
@@ -208,6 +221,24 @@ def test_finetune_save_load_identical(tmp_path, level, task, dataset):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(InputError, match="exists"):
         fm.save(tmp_path / "model")
+
+
+def test_traced_inference_matches_eager(monkeypatch):
+    import proteinbert.training.finetuning as finetuning_module
+    from proteinbert.training.evaluation import evaluate_by_len
+
+    frame = read_benchmark("signalP_binary", "train", 24)
+    seqs, labels = list(frame.seq), list(frame.label)
+    fm = finetune_from_backbone(tiny_backbone(), OutputSpec("global", "binary"), seqs, labels, config=QUICK)
+    # 12 batches of 2: traced (one trace for every length); then the same through eager calls.
+    traced = fm.predict(seqs, batch_size=2)
+    traced_eval = evaluate_by_len(fm, seqs, labels, start_batch_size=2)
+    monkeypatch.setattr(finetuning_module, "_TRACE_FROM_BATCHES", 10**9)
+    eager = fm.predict(seqs, batch_size=2)
+    eager_eval = evaluate_by_len(fm, seqs, labels, start_batch_size=2)
+    np.testing.assert_allclose(np.stack(traced), np.stack(eager), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(traced_eval.predictions["prob"], eager_eval.predictions["prob"], rtol=0, atol=1e-6)
+    assert np.ptp(np.stack(eager)) > 0  # not a constant output
 
 
 def test_multilabel_and_local_numeric():

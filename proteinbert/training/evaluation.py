@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..io_utils import atomic_write_path
-from .finetuning import EncodedSet, FinetunedModel, OutputSpec, length_batches
+from .finetuning import EncodedSet, FinetunedModel, OutputSpec, _batch_predictor, length_batches
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +190,7 @@ def evaluate_by_len(model: FinetunedModel, seqs: Sequence[str], labels: Sequence
     preds: list = [None] * len(data)
     metric = METRIC_NAMES[spec.task]
     rows = []
+    call = _batch_predictor(model.model, data.n_annotations, -(-len(data) // max(1, start_batch_size)))
     for length in np.unique(buckets):
         members = np.flatnonzero(buckets == length)
         level = int(round(np.log(length / start_seq_len) / np.log(increase_factor)))
@@ -198,8 +199,8 @@ def evaluate_by_len(model: FinetunedModel, seqs: Sequence[str], labels: Sequence
                          data.n_annotations)
         batches = length_batches(sub.n_tokens, int(length), batch, "fixed" if padding == "model_len" else "bucket")
         for indices, padded_len in batches:
-            x, _, _ = sub.batch(indices, padded_len)
-            y = np.asarray(model.model(list(x), training=False))
+            (tokens, annotations), _, _ = sub.batch(indices, padded_len)
+            y = np.asarray(call(tokens, annotations))
             for row, i in enumerate(indices):
                 rec = members[i]
                 preds[rec] = y[row] if spec.level == "global" else y[row, 1:len(data.tokens[rec]) + 1]

@@ -810,15 +810,39 @@ def _fit_head_on_cached_features(model, spec, train, valid, stage, config, rng, 
     return StageResult(stage.name, len(hist.get("loss", [])), wall, hist)
 
 
+#: Inference traces the model once from this many batches on (below it, eager calls are cheaper).
+_TRACE_FROM_BATCHES = 8
+
+
+def _batch_predictor(model, n_annotations: int, n_batches: int):
+    """``f(tokens, annotations) -> outputs`` of ``model`` in inference mode, traced if that pays.
+
+    Eagerly every op pays Python dispatch on every batch; traced once (a few seconds), a batch
+    costs its arithmetic. The signature has dynamic dimensions: one trace serves every length.
+    """
+    import tensorflow as tf
+
+    def call(tokens, annotations):
+        return model([tokens, annotations], training=False)
+
+    if n_batches < _TRACE_FROM_BATCHES:
+        return call
+    return tf.function(call, reduce_retracing=True,
+                       input_signature=[tf.TensorSpec((None, None), tf.int32),
+                                        tf.TensorSpec((None, n_annotations), tf.float32)])
+
+
 def predict(model, data: EncodedSet, seq_len: int = 512, batch_size: int = 32, padding: str = "bucket") -> list:
     """Predictions in record order: per record an array (global: ``(n_outputs,)``; local: ``(n, n_outputs)``).
 
     Records are batched by length as in training; dropout is off.
     """
+    batches = length_batches(data.n_tokens, seq_len, batch_size, padding)
+    call = _batch_predictor(model, data.n_annotations, len(batches))
     out: list = [None] * len(data)
-    for indices, length in length_batches(data.n_tokens, seq_len, batch_size, padding):
-        x, _, _ = data.batch(indices, length)
-        y = np.asarray(model(list(x), training=False))
+    for indices, length in batches:
+        (tokens, annotations), _, _ = data.batch(indices, length)
+        y = np.asarray(call(tokens, annotations))
         for row, i in enumerate(indices):
             if data.spec.level == "global":
                 out[i] = y[row]
