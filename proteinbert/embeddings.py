@@ -30,7 +30,7 @@ import numpy as np
 
 from .data.batching import token_budget_batches
 from .errors import InputError
-from .model.backbone import ProteinBertBackbone, hidden_representation_model
+from .model.backbone import ProteinBertBackbone, hidden_representation_model, with_virtual_padding
 from .model.chunked import ChunkedForward
 from .tokenizer import PAD_ID, encode_batch
 
@@ -48,6 +48,11 @@ class EmbeddingSettings:
     # Pad every protein to at least this many tokens (512 reproduces the 2021 habit of padding
     # everything to the model length); the padding takes part in the global attention.
     min_length: int = 0
+    # Let the global attention count the <PAD> positions of padding to this length without
+    # computing them (``proteinbert.model.with_virtual_padding``): 512 gives the 2021 model's
+    # 512-padded embeddings at each protein's own bucket length (to ~1e-5 once the bucket holds
+    # the pads within the convolutions' reach). None: the bucket's own padding only.
+    virtual_pad_length: int | None = None
     # Compile with XLA: faster per batch on CPU, but every new bucket length compiles once
     # (seconds each); batches are padded to a fixed size per bucket to avoid more compiles.
     jit_compile: bool = False
@@ -59,6 +64,11 @@ class EmbeddingSettings:
         if self.chunk_length is not None and (
                 not isinstance(self.chunk_length, int) or isinstance(self.chunk_length, bool) or self.chunk_length < 1):
             raise InputError(f"chunk_length must be a positive int or None. Received: chunk_length={self.chunk_length!r}")
+        if self.virtual_pad_length is not None and (
+                not isinstance(self.virtual_pad_length, int) or isinstance(self.virtual_pad_length, bool)
+                or self.virtual_pad_length < 1):
+            raise InputError("virtual_pad_length must be a positive int or None. "
+                             f"Received: virtual_pad_length={self.virtual_pad_length!r}")
         if self.layers not in ("last", "all"):
             raise InputError(f"layers must be 'last' or 'all'. Received: layers={self.layers!r}")
         if self.max_tokens < 1 or self.max_batch_size < 1:
@@ -89,7 +99,10 @@ class Embedder:
 
         self.backbone = backbone
         self.settings = settings
-        self.hidden_model = hidden_representation_model(backbone, settings.layers)
+        net = backbone if settings.virtual_pad_length is None else with_virtual_padding(
+            backbone, settings.virtual_pad_length)
+        self.hidden_model = hidden_representation_model(net, settings.layers)
+        self.virtual_pad_length = net.virtual_pad_length
         self.protein_layers = tuple(backbone.hidden_layer_names("global", settings.layers))
         self.residue_layers = tuple(backbone.hidden_layer_names("local", settings.layers))
         self.protein_width = backbone.hidden_width("global", settings.layers)
@@ -105,7 +118,9 @@ class Embedder:
             return (local if per_residue else tf.zeros([0])), glob
 
         self._run = run
-        self._chunked = ChunkedForward(backbone, settings.chunk_length) if settings.chunk_length else None
+        # Chunks carry no far-<PAD> state: batches shorter than the virtual length run whole.
+        self._chunk_from = max(settings.chunk_length or 0, (net.virtual_pad_length or 0) - 1)
+        self._chunked = ChunkedForward(net, settings.chunk_length) if settings.chunk_length else None
 
     def batches(self, seqs: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray, list | None]]:
         """Yield ``(indices, protein (b, W), residue list or None)`` batch by batch (length-sorted order)."""
@@ -123,7 +138,7 @@ class Embedder:
                 rows = max(1, min(self.settings.max_batch_size, self.settings.max_tokens // padded_len))
                 tokens = np.concatenate([tokens, np.full((rows - len(idx), padded_len), PAD_ID, np.int32)])
             annotations = np.zeros((len(tokens), self.backbone.n_annotations), dtype=np.float32)
-            if self._chunked is not None and padded_len > self.settings.chunk_length:
+            if self._chunked is not None and padded_len > self._chunk_from:
                 local, glob = self._chunked.hidden(tokens, annotations, self.settings.layers, self.settings.per_residue)
             else:
                 local, glob = (np.asarray(t) for t in self._run(tokens, annotations))
@@ -180,6 +195,7 @@ def embed_fasta(backbone: ProteinBertBackbone, fasta_path, output_path,
         "protein_layers": list(embedder.protein_layers),
         "residue_layers": list(embedder.residue_layers),
         "architecture": backbone.architecture,
+        "virtual_pad_length": embedder.virtual_pad_length or 0,
         "weights_source": weights_source,
         "source_fasta": path,
     }

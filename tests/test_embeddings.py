@@ -61,6 +61,31 @@ def test_min_length_reproduces_2021_fixed_padding(model):
     np.testing.assert_allclose(result.protein, glob, atol=1e-5)
 
 
+def test_virtual_padding_reproduces_2021_fixed_padding(model):
+    seqs = ["MKVLAGHHE", "ACDEF"]
+    fixed = embed(model, seqs, EmbeddingSettings(min_length=512)).protein
+    # Padded to 128, the bucket holds every <PAD> within the convolutions' reach: exact.
+    virtual = embed(model, seqs, EmbeddingSettings(min_length=128, virtual_pad_length=512)).protein
+    np.testing.assert_allclose(virtual, fixed, atol=1e-5)
+    # At the tight bucket (16) an approximation, far closer than the bucket alone.
+    tight = np.abs(embed(model, seqs, EmbeddingSettings(virtual_pad_length=512)).protein - fixed).max()
+    plain = np.abs(embed(model, seqs, EmbeddingSettings()).protein - fixed).max()
+    assert tight < plain / 5
+
+
+def test_virtual_padding_with_chunks(model, real_records):
+    # 300 residues: chunked (beyond both lengths); ~100: between them, so it must run whole.
+    seqs = [real_records[0].seq[:40], (real_records[1].seq * 3)[:100], (real_records[2].seq * 9)[:300]]
+    settings = dict(per_residue=True, virtual_pad_length=128)
+    chunked = embed(model, seqs, EmbeddingSettings(chunk_length=64, **settings))
+    whole = embed(model, seqs, EmbeddingSettings(chunk_length=None, **settings))
+    np.testing.assert_allclose(chunked.protein, whole.protein, atol=1e-5)
+    for a, b in zip(chunked.residue, whole.residue):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(InputError, match="virtual_pad_length must be"):
+        EmbeddingSettings(virtual_pad_length=0)
+
+
 def test_bad_input(model):
     with pytest.raises(InputError, match=r"seqs\[1\] is empty"):
         embed(model, ["MK", ""])
@@ -80,12 +105,15 @@ def test_cli_writes_hdf5_with_ids_in_order(tmp_path, fixtures_dir):
     data = read_embeddings(out)
     assert data["ids"] == ["p1", "p2", "p3"] and data["lengths"].tolist() == [12, 4, 300]
     assert data["protein"].shape == (3, 64) and [r.shape for r in data["residue"]] == [(12, 32), (4, 32), (300, 32)]
-    assert data["attrs"]["layers"] == "last"
+    assert data["attrs"]["layers"] == "last" and data["attrs"]["virtual_pad_length"] == 0
     rc = embed_cli.main(["--weights", str(fixtures_dir / "small_lamb.pkl"), "-i", str(fasta), "-o", str(out),
                          "--layers", "all", "--overwrite", "-q"])
     assert rc == 0
     with h5py.File(out) as h5:
         assert h5["protein_embeddings"].shape == (3, 370) and "residue_embeddings" not in h5
+    rc = embed_cli.main(["--weights", str(fixtures_dir / "small_lamb.pkl"), "-i", str(fasta), "-o", str(out),
+                         "--virtual-pad-length", "512", "--overwrite", "-q"])
+    assert rc == 0 and read_embeddings(out)["attrs"]["virtual_pad_length"] == 512
 
 
 @pytest.mark.parametrize("content,match", [
@@ -110,6 +138,9 @@ def test_cli_usage_errors_exit_2(tmp_path, fixtures_dir):
     existing.write_text("keep me")
     rc = embed_cli.main(["--weights", str(fixtures_dir / "small_lamb.pkl"), "-i", "x.fa", "-o", str(existing)])
     assert rc == 2 and existing.read_text() == "keep me"
+    rc = embed_cli.main(["--weights", str(fixtures_dir / "small_lamb.pkl"), "-i", "x.fa", "-o", str(tmp_path / "o.h5"),
+                         "--virtual-pad-length", "-1"])
+    assert rc == 2 and not (tmp_path / "o.h5").exists()
 
 
 def test_cli_missing_weights_exit_1(tmp_path, capsys):
