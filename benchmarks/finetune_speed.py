@@ -14,7 +14,7 @@ epochs. Same model, same seed, same data; the modes differ in padding (and the f
   virtual padding, evaluated with each record padded to 512 — what the 2021 code did.
 
 ``--random-released-size`` times the released architecture (random weights: speed only). The
-small fixture model is so small that a step's fixed costs (kernel launches, optimizer updates)
+small fixture model is so small that a step's fixed costs (op dispatch, optimizer updates)
 dominate it, which caps what shorter batches can gain.
 
 Prints each stage's wall time and epochs, and the test AUC of both. Timings on a shared CPU are
