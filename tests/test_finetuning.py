@@ -137,7 +137,7 @@ def test_batch_pipeline_yields_each_batch_without_autotuning():
     assert dataset.options().autotune.enabled is False
     got = list(dataset)
     assert [x.shape for (x, _), _, _ in got] == [(len(i), L) for i, L in batches]
-    for ((x, a), y, w), (indices, L) in zip(got, batches):
+    for ((x, _), y, _), (indices, L) in zip(got, batches):
         (x_ref, _), y_ref, _ = data.batch(indices, L)
         assert np.array_equal(x.numpy(), x_ref) and np.array_equal(y.numpy(), y_ref)
 

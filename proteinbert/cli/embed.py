@@ -24,7 +24,8 @@ def build_parser():
                    help="pad every protein to at least this many tokens (512 = the 2021 behaviour); default 0")
     p.add_argument("--virtual-pad-length", type=int, default=0,
                    help="let the attention count the <PAD> positions of padding to this length without computing "
-                        "them: 512 gives the 2021 512-padded embeddings at a fraction of the cost; default 0 (off)")
+                        "them: 512 comes close to the 2021 512-padded embeddings at a fraction of the cost; "
+                        "default 0 (off)")
     p.add_argument("--xla", action="store_true",
                    help="compile with XLA: faster on large files, but each length bucket compiles once")
     p.add_argument("--chunk-length", type=int, default=4096,
