@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     parser.add_argument("--length", type=int, default=80, help="padded batch length (tokens)")
     parser.add_argument("--source", choices=("generator", "tensors"), default="generator")
     parser.add_argument("--weights", default=str(SHARED / "fixtures" / "small_lamb.pkl"))
-    parser.add_argument("--child", choices=("true", "false"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         result = measure(args.source, args.steps, args.repeats, args.length, args.weights)
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     print(f"{'TF_CPU_ALLOCATOR_USE_BFC':>24} {'ms/step':>8} {'user ms':>8} {'sys ms':>7} {'faults':>7}  peak RSS")
     for setting in ("false", "true"):
         env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC=setting, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
-        child = [sys.executable, __file__, "--child", setting, "--steps", str(args.steps),
+        child = [sys.executable, __file__, "--child", "--steps", str(args.steps),
                  "--repeats", str(args.repeats), "--length", str(args.length), "--source", args.source,
                  "--weights", args.weights]
         done = subprocess.run(child, env=env, capture_output=True, text=True, cwd=REPO)

@@ -21,7 +21,9 @@ import pandas as pd
 
 from ..errors import InputError
 from ..io_utils import atomic_write_path
-from .finetuning import EncodedSet, FinetunedModel, OutputSpec, _batch_predictor, length_batches
+from .finetuning import (
+    EncodedSet, FinetunedModel, OutputSpec, _batch_predictor, _worth_tracing, length_batches,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +192,8 @@ def evaluate_by_len(model: FinetunedModel, seqs: Sequence[str], labels: Sequence
     preds: list = [None] * len(data)
     metric = METRIC_NAMES[spec.task]
     rows = []
-    call = _batch_predictor(model.model, data.n_annotations, -(-len(data) // max(1, start_batch_size)))
+    n_batches = -(-len(data) // max(1, start_batch_size))
+    call = _batch_predictor(model.model, data.n_annotations, traced=_worth_tracing(n_batches))
     for length in np.unique(buckets):
         members = np.flatnonzero(buckets == length)
         level = int(round(np.log(length / start_seq_len) / np.log(increase_factor)))

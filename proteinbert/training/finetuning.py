@@ -744,16 +744,7 @@ def representations(pretrained, datasets: Sequence[EncodedSet], seq_len: int, ba
 
     One traced function serves every set and length.
     """
-    import tensorflow as tf
-
-    def call(t, a):
-        return pretrained([t, a], training=False)
-
-    if not run_eagerly:
-        # One trace for every length (dynamic dimensions in the signature).
-        call = tf.function(call, reduce_retracing=True,
-                           input_signature=[tf.TensorSpec((None, None), tf.int32),
-                                            tf.TensorSpec((None, datasets[0].n_annotations), tf.float32)])
+    call = _batch_predictor(pretrained, datasets[0].n_annotations, traced=not run_eagerly)
     results = []
     for data in datasets:
         out = None
@@ -814,8 +805,12 @@ def _fit_head_on_cached_features(model, spec, train, valid, stage, config, rng, 
 _TRACE_FROM_BATCHES = 8
 
 
-def _batch_predictor(model, n_annotations: int, n_batches: int):
-    """``f(tokens, annotations) -> outputs`` of ``model`` in inference mode, traced if that pays.
+def _worth_tracing(n_batches: int) -> bool:
+    return n_batches >= _TRACE_FROM_BATCHES
+
+
+def _batch_predictor(model, n_annotations: int, traced: bool):
+    """``f(tokens, annotations) -> outputs`` of ``model`` in inference mode, traced or eager.
 
     Eagerly every op pays Python dispatch on every batch; traced once (a few seconds), a batch
     costs its arithmetic. The signature has dynamic dimensions: one trace serves every length.
@@ -825,7 +820,7 @@ def _batch_predictor(model, n_annotations: int, n_batches: int):
     def call(tokens, annotations):
         return model([tokens, annotations], training=False)
 
-    if n_batches < _TRACE_FROM_BATCHES:
+    if not traced:
         return call
     return tf.function(call, reduce_retracing=True,
                        input_signature=[tf.TensorSpec((None, None), tf.int32),
@@ -838,7 +833,7 @@ def predict(model, data: EncodedSet, seq_len: int = 512, batch_size: int = 32, p
     Records are batched by length as in training; dropout is off.
     """
     batches = length_batches(data.n_tokens, seq_len, batch_size, padding)
-    call = _batch_predictor(model, data.n_annotations, len(batches))
+    call = _batch_predictor(model, data.n_annotations, traced=_worth_tracing(len(batches)))
     out: list = [None] * len(data)
     for indices, length in batches:
         (tokens, annotations), _, _ = data.batch(indices, length)
