@@ -551,10 +551,15 @@ def _metrics(spec: OutputSpec):
 
 
 def compile_model(model, spec: OutputSpec, learning_rate: float, run_eagerly: bool = False) -> None:
-    """Adam at ``learning_rate``, the loss of ``spec`` and its metric (weighted by the sample weights)."""
-    import keras
+    """Adam at ``learning_rate``, the loss of ``spec`` and its metric (weighted by the sample weights).
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=spec.loss,
+    The Adam is :class:`~proteinbert.training.optim.FusedAdam`: Keras's arithmetic in one op per
+    variable, which cuts the traced step's size (tracing the first step of the test model took
+    7.9 s instead of 11.5 s).
+    """
+    from .optim import FusedAdam
+
+    model.compile(optimizer=FusedAdam(learning_rate=learning_rate), loss=spec.loss,
                   weighted_metrics=_metrics(spec), jit_compile=False, run_eagerly=run_eagerly)
     # Create the optimizer's slots now: created inside the first traced step, they make TensorFlow
     # trace the step twice (measured: 9.4 s -> 4.1 s for the first step of the small model).
