@@ -247,3 +247,32 @@ def test_virtual_padding_under_mixed_precision_is_close(tiny):
 def test_bad_virtual_padding_is_a_clear_error(bad, match):
     with pytest.raises(InputError, match=match):
         ProteinBertBackbone(**TINY, **bad)
+
+
+@pytest.mark.parametrize("kernel_size, dilation", [(9, 1), (9, 5), (3, 2), (4, 1)])
+def test_convolution_gradients_match_tensorflow_autodiff(kernel_size, dilation):
+    # ColumnConv1D's TensorFlow speed path has its own gradient (proteinbert.model.tf_conv); it must
+    # equal autodiff through Keras's Conv1D (even kernels take Keras's path).
+    import tensorflow as tf
+
+    from proteinbert.model.layers import ColumnConv1D
+
+    rng = np.random.default_rng(kernel_size + dilation)
+    x = tf.constant(rng.normal(size=(3, 23, 6)).astype("float32"))
+    upstream = tf.constant(rng.normal(size=(3, 23, 5)).astype("float32"))
+    ours = ColumnConv1D(5, kernel_size, padding="same", dilation_rate=dilation, activation="gelu")
+    plain = keras.layers.Conv1D(5, kernel_size, padding="same", dilation_rate=dilation, activation="gelu")
+    ours.build((None, None, 6))
+    plain.build((None, None, 6))
+    plain.set_weights([w + 0.1 * rng.normal(size=w.shape).astype("float32") for w in ours.get_weights()])
+    ours.set_weights(plain.get_weights())
+    results = []
+    for layer in (ours, plain):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * upstream)
+        results.append([y] + tape.gradient(loss, [x, layer.kernel.value, layer.bias.value]))
+    for got, expected in zip(*results):
+        assert float(tf.reduce_max(tf.abs(expected))) > 0.1
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=0, atol=2e-5)

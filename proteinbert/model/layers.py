@@ -169,11 +169,26 @@ class ColumnConv1D(keras.layers.Conv1D):
         super().build(input_shape)
         self.input_spec = None
 
+    def _fast_path(self) -> bool:
+        # On TensorFlow: the same forward op with a 1.6-3x faster gradient (see tf_conv).
+        return (keras.backend.backend() == "tensorflow" and self.padding == "same" and tuple(self.strides) == (1,)
+                and self.kernel_size[0] % 2 == 1 and self.data_format == "channels_last")
+
+    def _convolve(self, seq):
+        if not self._fast_path():
+            return super().call(seq)
+        from .tf_conv import same_conv1d
+
+        out = same_conv1d(seq, ops.cast(self.kernel, seq.dtype), int(self.dilation_rate[0]))
+        if self.use_bias:
+            out = out + self.bias
+        return out if self.activation is None else self.activation(out)
+
     def call(self, inputs):
         if not isinstance(inputs, (list, tuple)):
-            return super().call(inputs)
+            return self._convolve(inputs)
         seq, column = inputs
-        out = super().call(seq)
+        out = self._convolve(seq)
         col = ops.matmul(column, ops.sum(self.kernel, axis=0))
         if self.use_bias:
             col = col + self.bias
