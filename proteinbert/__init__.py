@@ -27,11 +27,10 @@ def _pad_malloc_heap_top(pad_bytes: int = MALLOC_TOP_PAD_BYTES) -> bool:
 
     Eigen's matrix-product packing buffers bypass TensorFlow's allocator. glibc gives the freed
     top of a heap back to the kernel at once (128 KiB kept), so the next product faults its pages
-    in again. Keeping 16 MiB made a fine-tuning step of the released-size model at 32 x 80
-    tokens 1.6x faster (1.22-1.30 s -> 0.72-0.79 s; 5.2 -> 0.9 million page faults in a run at
-    512 tokens) without raising peak memory (benchmarks/cpu_allocator.py). Like the allocator
-    setting above, an explicit ``MALLOC_TOP_PAD_`` in the environment wins; other C libraries
-    are left alone.
+    in again. Keeping 16 MiB cut a fine-tuning step of the released-size model at 32 x 80 tokens
+    from 1.26 to 1.04-1.10 s of CPU and from 30k to about 1k page faults; peak memory grew 1.5 %
+    (benchmarks/cpu_allocator.py --random-released-size). Like the allocator setting above, an
+    explicit ``MALLOC_TOP_PAD_`` in the environment wins; other C libraries are left alone.
     """
     import sys
 

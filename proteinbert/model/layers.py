@@ -1,4 +1,9 @@
-"""Custom layers of ProteinBERT, written with ``keras.ops`` only."""
+"""Custom layers of ProteinBERT, written with ``keras.ops``.
+
+One exception, for speed: on the TensorFlow backend :class:`ColumnConv1D` computes its gradient
+with :func:`proteinbert.model.tf_conv.same_conv1d` (same forward op); other backends take
+Keras's own convolution.
+"""
 
 from __future__ import annotations
 
