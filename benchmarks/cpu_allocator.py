@@ -7,7 +7,7 @@ padding to 512, as the default) on 32 x 80-token batches, fed the way fine-tunin
 ``tf.data`` generator. It then prints, per step, the wall time, the user and kernel CPU time,
 the minor page faults, and the peak resident memory of the process, for three settings:
 
-* glibc: ``TF_CPU_ALLOCATOR_USE_BFC=false`` (TensorFlow's tensors from malloc);
+* glibc: ``TF_CPU_ALLOCATOR_USE_BFC=false`` (TensorFlow's tensors from malloc; 16 MiB pad);
 * BFC, glibc pad: the pooling allocator, ``MALLOC_TOP_PAD_=131072`` (glibc's default pad; set
   explicitly it also fixes glibc's mmap threshold at its default);
 * BFC, 16 MiB pad: what ``import proteinbert`` does.
@@ -38,10 +38,9 @@ def measure(source: str, steps: int, repeats: int, length: int, weights: str | N
     import resource
     import time
 
+    import keras
     import numpy as np
     import tensorflow as tf
-
-    import keras
 
     from proteinbert.model import RELEASED_CONFIG, ProteinBertBackbone
     from proteinbert.training import finetuning as ft
