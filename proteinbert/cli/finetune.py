@@ -59,8 +59,6 @@ def build_parser():
                    help="bucket: each batch padded to its length bucket; fixed: to the stage's seq-len (2021)")
     s.add_argument("--crop-len", type=int, help="crop longer sequences to this many residues (off by default)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--steps-per-execution", type=int, default=8,
-                   help="training steps per call of the compiled step (fewer per-call costs; default 8)")
     s.add_argument("--run-eagerly", action="store_true",
                    help="no graph compilation (debugging; faster only for a few tiny batches)")
     return p
@@ -88,7 +86,7 @@ def _job(args):
             stages = default_stages(args.seq_len, args.batch_size, args.max_epochs, args.lr, not args.no_frozen_stage,
                                     args.frozen_lr, args.final_epochs, args.final_seq_len, args.final_lr)
         config = FinetuneConfig(stages=stages, padding=args.padding, crop_len=args.crop_len, seed=args.seed,
-                                run_eagerly=args.run_eagerly, steps_per_execution=args.steps_per_execution)
+                                run_eagerly=args.run_eagerly)
     except InputError as exc:
         raise UsageError(str(exc)) from None
     return FinetuneJob(
