@@ -281,17 +281,15 @@ def test_cached_frozen_stage_matches_uncached():
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_epochs_are_exact_passes_with_several_steps_per_execution():
-    # Batch counts that 4 steps per call do not divide: each epoch must still take every batch once
-    # (counted by the optimizer's steps), and validation must see each record once (its loss equals
-    # the loss of the predictions).
+def test_epochs_are_exact_passes():
+    # Each epoch takes every batch once (counted by the optimizer's steps), and validation sees
+    # each record once (its loss equals the loss of the predictions), in both kinds of stage.
     import keras
 
     frame = read_benchmark("signalP_binary", "train", 100)
     seqs, labels = list(frame.seq), list(frame.label)
     train_batches = len(length_batches(EncodedSet.build(OutputSpec("global", "binary"), seqs[:70], labels[:70],
                                                         4).n_tokens, 64, 16))
-    assert train_batches % 4 != 0
 
     class Steps(keras.callbacks.Callback):
         seen = []
@@ -300,15 +298,12 @@ def test_epochs_are_exact_passes_with_several_steps_per_execution():
             self.seen.append(int(self.model.optimizer.iterations.numpy()))
 
     stages = (Stage("frozen", 1e-2, 2, False, 64, 16, callbacks=False),
-              Stage("unfrozen", 1e-3, 2, True, 64, 16, callbacks=False))
-    config = FinetuneConfig(stages=stages, steps_per_execution=4)
+              Stage("unfrozen", 1e-3, 3, True, 64, 16, callbacks=False))
     fm = finetune_from_backbone(tiny_backbone(), OutputSpec("global", "binary"), seqs[:70], labels[:70],
-                                seqs[70:], labels[70:], config=config, callbacks=[Steps()])
+                                seqs[70:], labels[70:], config=FinetuneConfig(stages=stages), callbacks=[Steps()])
     # Frozen stage: the cached head's optimizer; unfrozen: a fresh one.
-    assert Steps.seen == [train_batches, 2 * train_batches] * 2
+    assert Steps.seen == [train_batches, 2 * train_batches, train_batches, 2 * train_batches, 3 * train_batches]
     p = np.clip(np.concatenate(fm.predict(seqs[70:])), 1e-7, 1 - 1e-7)
     y = np.array(labels[70:], dtype=float)
     loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
     np.testing.assert_allclose(fm.metadata["stages"][1]["history"]["val_loss"][-1], loss, rtol=1e-4)
-    with pytest.raises(InputError, match="steps_per_execution"):
-        FinetuneConfig(steps_per_execution=0)

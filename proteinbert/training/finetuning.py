@@ -463,7 +463,8 @@ def _tf_dataset(data: EncodedSet, batches: list, repeat_rng: np.random.Generator
 
     With ``repeat_rng`` every pass over the dataset draws new shuffled batches (as many as
     ``batches`` holds). The dataset declares its number of batches: Keras then ends an epoch
-    exactly after one pass, also when it runs several steps per call (``steps_per_execution``).
+    exactly after one pass and starts the next on a fresh iterator (no ``.repeat()`` and step
+    counts to keep in step with the data).
     """
     import tensorflow as tf
 
@@ -553,12 +554,8 @@ def _metrics(spec: OutputSpec):
     return [keras.metrics.MeanAbsoluteError(name="mae")]
 
 
-def compile_model(model, spec: OutputSpec, learning_rate: float, run_eagerly: bool = False,
-                  steps_per_execution: int = 1) -> None:
+def compile_model(model, spec: OutputSpec, learning_rate: float, run_eagerly: bool = False) -> None:
     """Adam at ``learning_rate``, the loss of ``spec`` and its metric (weighted by the sample weights).
-
-    ``steps_per_execution``: training/evaluation steps per call of the traced function (Keras's
-    option of that name; batch-level callbacks then see every that-many steps).
 
     The Adam is :class:`~proteinbert.training.optim.FusedAdam`: Keras's arithmetic in one op per
     variable, which cuts the traced step's size (tracing the first step of the test model took
@@ -567,8 +564,7 @@ def compile_model(model, spec: OutputSpec, learning_rate: float, run_eagerly: bo
     from .optim import FusedAdam
 
     model.compile(optimizer=FusedAdam(learning_rate=learning_rate), loss=spec.loss,
-                  weighted_metrics=_metrics(spec), jit_compile=False, run_eagerly=run_eagerly,
-                  steps_per_execution=steps_per_execution)
+                  weighted_metrics=_metrics(spec), jit_compile=False, run_eagerly=run_eagerly)
     # Create the optimizer's slots now: created inside the first traced step, they make TensorFlow
     # trace the step twice (measured: 9.4 s -> 4.1 s for the first step of the small model).
     model.optimizer.build(model.trainable_variables)
@@ -666,16 +662,12 @@ class FinetuneConfig:
     # the frozen part has no dropout, so each step sees the same numbers as without the cache (the
     # head's dropout still draws per step), at a fraction of the cost.
     cache_frozen_features: bool = True
-    # Training/validation steps per call of the traced step (Keras's option): on short batches the
-    # per-call cost (Python, dispatch, metric logs) is a fair share of a step. Batch-level
-    # callbacks are called every that-many steps; epochs still end after exactly one pass.
-    steps_per_execution: int = 8
+    # No steps_per_execution > 1 on purpose: Keras runs those steps in a tf.while_loop, and with
+    # this model's dynamic shapes TensorFlow 2.21 twice computed corrupted shapes there (a batch
+    # dimension of 948,674,742) in fine-tuning padded to 512. One step per call is safe.
 
     def __post_init__(self):
         object.__setattr__(self, "stages", tuple(self.stages))
-        spe = self.steps_per_execution
-        if not isinstance(spe, (int, np.integer)) or isinstance(spe, bool) or spe < 1:
-            raise InputError(f"steps_per_execution must be a positive int. Received: steps_per_execution={spe!r}")
         if not self.stages:
             raise InputError("at least one stage is needed. Received: stages=()")
         if self.padding not in ("bucket", "fixed"):
@@ -731,7 +723,7 @@ def finetune(model, spec: OutputSpec, train: EncodedSet, valid: EncodedSet | Non
             model.optimizer.learning_rate.assign(stage.learning_rate)
         else:
             pretrained.trainable = stage.train_pretrained
-            compile_model(model, spec, stage.learning_rate, config.run_eagerly, config.steps_per_execution)
+            compile_model(model, spec, stage.learning_rate, config.run_eagerly)
             compiled_trainable = stage.train_pretrained
         # The batch count of an epoch does not depend on the shuffle: the first draw's stands for all.
         epoch_batches = length_batches(train.n_tokens, stage.seq_len, stage.batch_size, config.padding)
@@ -791,7 +783,7 @@ def _fit_head_on_cached_features(model, spec, train, valid, stage, config, rng, 
     targets = train.global_targets(np.arange(len(train)))
     inp = keras.Input(shape=(features.shape[1],), dtype="float32")
     head = keras.Model(inp, model.get_layer("head-dense")(model.get_layer("head-dropout")(inp)), name="head")
-    compile_model(head, spec, stage.learning_rate, config.run_eagerly, config.steps_per_execution)
+    compile_model(head, spec, stage.learning_rate, config.run_eagerly)
 
     def batches():
         # The same batch composition as the uncached stage would draw (lengths only set batch sizes).
