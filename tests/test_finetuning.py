@@ -292,17 +292,20 @@ def test_epochs_are_exact_passes():
                                                         4).n_tokens, 64, 16))
 
     class Steps(keras.callbacks.Callback):
-        seen = []
+        def __init__(self):
+            super().__init__()
+            self.seen = []
 
         def on_epoch_end(self, epoch, logs=None):
             self.seen.append(int(self.model.optimizer.iterations.numpy()))
 
+    steps = Steps()
     stages = (Stage("frozen", 1e-2, 2, False, 64, 16, callbacks=False),
               Stage("unfrozen", 1e-3, 3, True, 64, 16, callbacks=False))
     fm = finetune_from_backbone(tiny_backbone(), OutputSpec("global", "binary"), seqs[:70], labels[:70],
-                                seqs[70:], labels[70:], config=FinetuneConfig(stages=stages), callbacks=[Steps()])
+                                seqs[70:], labels[70:], config=FinetuneConfig(stages=stages), callbacks=[steps])
     # Frozen stage: the cached head's optimizer; unfrozen: a fresh one.
-    assert Steps.seen == [train_batches, 2 * train_batches, train_batches, 2 * train_batches, 3 * train_batches]
+    assert steps.seen == [train_batches, 2 * train_batches, train_batches, 2 * train_batches, 3 * train_batches]
     p = np.clip(np.concatenate(fm.predict(seqs[70:])), 1e-7, 1 - 1e-7)
     y = np.array(labels[70:], dtype=float)
     loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))

@@ -725,7 +725,7 @@ def finetune(model, spec: OutputSpec, train: EncodedSet, valid: EncodedSet | Non
             pretrained.trainable = stage.train_pretrained
             compile_model(model, spec, stage.learning_rate, config.run_eagerly)
             compiled_trainable = stage.train_pretrained
-        # The batch count of an epoch does not depend on the shuffle: the first draw's stands for all.
+        # An epoch's batch count does not depend on the shuffle, so the unshuffled batches give it.
         epoch_batches = length_batches(train.n_tokens, stage.seq_len, stage.batch_size, config.padding)
         train_ds = _tf_dataset(train, epoch_batches, repeat_rng=rng, seq_len=stage.seq_len,
                                batch_size=stage.batch_size, padding=config.padding)
