@@ -75,8 +75,15 @@ def main(argv=None):
                         "random weights, seeded; for speed only (its AUC means nothing)")
     p.add_argument("--modes", default="bucket,fixed")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", metavar="INTRA,INTER",
+                   help="TensorFlow CPU thread pools (proteinbert.hardware.set_cpu_threads), e.g. 1,2; "
+                        "default: TensorFlow's, one per core")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
+    if args.threads:
+        from proteinbert.hardware import set_cpu_threads
+
+        set_cpu_threads(*(int(v) for v in args.threads.split(",")))
 
     data = SHARED / "data" / "protein_benchmarks"
     train_all = pd.read_csv(data / "signalP_binary.train.csv", dtype=str)
@@ -91,7 +98,7 @@ def main(argv=None):
     print(f"signal peptide: {len(train)} train / {len(valid)} valid / {len(test)} test records, "
           f"lengths {train.seq.str.len().min()}-{train.seq.str.len().max()}; weights {weights_name}; "
           f"stages {[(s.name, s.learning_rate, s.max_epochs, s.seq_len, s.batch_size) for s in stages]}; "
-          f"CPU threads {os.cpu_count()} (shared)", flush=True)
+          f"CPU cores {os.cpu_count()} (shared), TensorFlow threads {args.threads or 'default'}", flush=True)
     results = {}
     modes = args.modes.split(",")
     unknown = sorted(set(modes) - {"bucket", "bucket-plain", "bucket-nocache", "fixed"})

@@ -230,15 +230,21 @@ def test_traced_inference_matches_eager(monkeypatch):
     frame = read_benchmark("signalP_binary", "train", 24)
     seqs, labels = list(frame.seq), list(frame.label)
     fm = finetune_from_backbone(tiny_backbone(), OutputSpec("global", "binary"), seqs, labels, config=QUICK)
-    # 12 batches of 2: traced (one trace for every length); then the same through eager calls.
-    traced = fm.predict(seqs, batch_size=2)
+    # A token budget of 2 x 32 tokens holds one record of 42-72 tokens: 24 batches, traced (one
+    # trace for every length); then the same through eager calls.
+    traced = fm.predict(seqs, batch_size=2, seq_len=32)
     traced_eval = evaluate_by_len(fm, seqs, labels, start_batch_size=2)
     monkeypatch.setattr(finetuning_module, "_TRACE_FROM_BATCHES", 10**9)
-    eager = fm.predict(seqs, batch_size=2)
+    eager = fm.predict(seqs, batch_size=2, seq_len=32)
     eager_eval = evaluate_by_len(fm, seqs, labels, start_batch_size=2)
     np.testing.assert_allclose(np.stack(traced), np.stack(eager), rtol=0, atol=1e-6)
     np.testing.assert_allclose(traced_eval.predictions["prob"], eager_eval.predictions["prob"], rtol=0, atol=1e-6)
     assert np.ptp(np.stack(eager)) > 0  # not a constant output
+    # 2 x 512 tokens hold 12-16 of these records a batch: outputs do not depend on batch mates.
+    n_tokens = EncodedSet.build(fm.spec, seqs, None, 4).n_tokens
+    sizes = [len(b) for b, _ in length_batches(n_tokens, seq_len=512, batch_size=2, token_budget=True)]
+    assert sum(sizes) == 24 and len(sizes) == 2 and min(sizes) >= 9
+    np.testing.assert_allclose(np.stack(fm.predict(seqs, batch_size=2)), np.stack(eager), rtol=0, atol=1e-6)
 
 
 def test_multilabel_and_local_numeric():

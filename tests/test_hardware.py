@@ -3,9 +3,14 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from proteinbert.hardware import cpu_flags, has_native_bfloat16, warn_if_bfloat16_is_slow
+from proteinbert.cli import embed as embed_cli
+from proteinbert.cli import finetune as finetune_cli
+from proteinbert.embedding_store import read_embeddings
+from proteinbert.errors import InputError
+from proteinbert.hardware import cpu_flags, has_native_bfloat16, set_cpu_threads, warn_if_bfloat16_is_slow
 
 AVX2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
 
@@ -71,3 +76,63 @@ def test_import_keeps_freed_heap_pages_unless_told_otherwise(preset):
         assert faults < 200
     else:
         assert faults > 1500  # 2,048 pages of 4 KiB
+
+
+_EMBED_THEN_REPORT_THREADS = r"""
+import sys
+from proteinbert.cli import embed
+rc = embed.main(sys.argv[1:])
+import tensorflow as tf
+print(rc, tf.config.threading.get_intra_op_parallelism_threads(), tf.config.threading.get_inter_op_parallelism_threads())
+"""
+
+
+def _embed_argv(fixtures_dir, fasta, out):
+    return ["--weights", str(fixtures_dir / "small_lamb.pkl"), "-i", str(fasta), "-o", str(out)]
+
+
+def test_threads_option_sizes_the_pools_before_tensorflow_starts(tmp_path, fixtures_dir):
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">p1\nMKVLAGHHEEKK\n>p2\n" + "ACDEFGHIKLMNPQRSTVWY" * 5 + "\n")
+    threaded, default = tmp_path / "threaded.h5", tmp_path / "default.h5"
+    argv = _embed_argv(fixtures_dir, fasta, threaded) + ["--threads", "1,2"]
+    done = subprocess.run([sys.executable, "-c", _EMBED_THEN_REPORT_THREADS, *argv], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "0 1 2"  # exit code, intra, inter
+    assert "TensorFlow CPU threads: 1 within an operation, 2 operations at once" in done.stderr
+    # Thread counts change the speed, not the numbers (beyond float summation order).
+    assert embed_cli.main(_embed_argv(fixtures_dir, fasta, default) + ["-q"]) == 0
+    np.testing.assert_allclose(read_embeddings(threaded)["protein"], read_embeddings(default)["protein"],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_threads_after_tensorflow_started_is_a_clear_error(tmp_path, fixtures_dir, capsys):
+    import tensorflow as tf
+
+    _ = tf.constant(1.0) + 1.0  # TensorFlow runs now, with this process's pools
+    threading = tf.config.threading
+    before = (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads())
+    assert before != (1, 2)
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">p1\nMKVL\n")
+    out = tmp_path / "out.h5"
+    assert embed_cli.main(_embed_argv(fixtures_dir, fasta, out) + ["--threads", "1,2"]) == 1
+    err = capsys.readouterr().err
+    assert "intra_op=1, inter_op=2 requested after TensorFlow started" in err
+    assert f"intra_op={before[0]}, inter_op={before[1]}" in err
+    assert not out.exists()
+    assert (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()) == before
+
+
+@pytest.mark.parametrize("value", ["1", "1,2,3", "0,2", "1,-1", "a,b", ""])
+def test_threads_option_usage_errors_exit_2(value, capsys):
+    assert finetune_cli.main(["--train", "t.csv", "--out", "m", "--from-scratch", "--threads", value]) == 2
+    assert f"expected two integers >= 1 as INTRA,INTER (e.g. 1,2). Received: {value!r}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("intra, inter, name", [(0, 1, "intra_op"), (1, 0, "inter_op"), (1.5, 1, "intra_op"),
+                                                (True, 1, "intra_op")])
+def test_set_cpu_threads_rejects_bad_counts(intra, inter, name):
+    with pytest.raises(InputError, match=f"{name} must be an integer >= 1. Received: {(intra if name == 'intra_op' else inter)!r}"):
+        set_cpu_threads(intra, inter)

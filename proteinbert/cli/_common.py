@@ -28,6 +28,34 @@ def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _threads(text: str) -> tuple[int, int]:
+    parts = text.split(",")
+    try:
+        values = tuple(int(v) for v in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected two integers >= 1 as INTRA,INTER (e.g. 1,2). Received: {text!r}")
+    return values
+
+
+def add_threads_argument(parser) -> None:
+    """``--threads INTRA,INTER`` on a parser (or argument group) of a command that runs TensorFlow."""
+    parser.add_argument(
+        "--threads", type=_threads, metavar="INTRA,INTER",
+        help="TensorFlow CPU thread pools: threads within one operation, operations at once. 1,2 measured "
+             "30%% faster fine-tuning steps on short batches on a 2-core CPU; on many cores INTRA=1 can be "
+             "slower. Default: TensorFlow's (one per core)")
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Apply ``--threads``; call first in ``run``, before any TensorFlow work."""
+    if getattr(args, "threads", None) is not None:
+        from ..hardware import set_cpu_threads
+
+        set_cpu_threads(*args.threads)
+
+
 def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int | None],
             argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, configure logging, call ``run(args)`` and translate errors to exit codes."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from ._common import UsageError, make_parser, run_cli
+from ._common import UsageError, add_threads_argument, apply_threads, make_parser, run_cli
 
 
 def build_parser():
@@ -27,10 +27,12 @@ def build_parser():
     p.add_argument("--max-eval", type=int, help="subsample validation and test splits to N records")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output prefix: writes OUT.csv and OUT.md")
+    add_threads_argument(p)
     return p
 
 
 def run(args):
+    apply_threads(args)
     from ..benchmark_suite import SuiteSettings, run_suite, to_markdown, write_tables
 
     overrides = {"seed": args.seed}

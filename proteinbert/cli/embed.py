@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ._common import UsageError, make_parser, run_cli
+from ._common import UsageError, add_threads_argument, apply_threads, make_parser, run_cli
 
 
 def build_parser():
@@ -33,6 +33,7 @@ def build_parser():
                         "bounded memory on long proteins (default 4096; 0 = never)")
     p.add_argument("--mixed-precision", action="store_true", help="compute in bfloat16 (outputs stay float32)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_threads_argument(p)
     return p
 
 
@@ -48,6 +49,7 @@ def run(args) -> int:
         raise UsageError(f"--chunk-length must be >= 0. Received: {args.chunk_length}")
     if args.virtual_pad_length < 0:
         raise UsageError(f"--virtual-pad-length must be >= 0. Received: {args.virtual_pad_length}")
+    apply_threads(args)
     from ..embeddings import EmbeddingSettings, embed_fasta
     from ..weights.convert import load_backbone
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from ..errors import InputError
-from ._common import UsageError, make_parser, run_cli
+from ._common import UsageError, add_threads_argument, apply_threads, make_parser, run_cli
 
 
 def build_parser():
@@ -61,6 +61,7 @@ def build_parser():
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--run-eagerly", action="store_true",
                    help="no graph compilation (debugging; faster only for a few tiny batches)")
+    add_threads_argument(s)
     return p
 
 
@@ -100,6 +101,7 @@ def _job(args):
 
 
 def run(args):
+    apply_threads(args)
     from ..training.jobs import run_finetune_job
 
     result = run_finetune_job(_job(args))

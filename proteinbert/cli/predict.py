@@ -7,7 +7,7 @@ Example::
 
 from __future__ import annotations
 
-from ._common import make_parser, run_cli
+from ._common import add_threads_argument, apply_threads, make_parser, run_cli
 
 
 def build_parser():
@@ -18,10 +18,12 @@ def build_parser():
     p.add_argument("--seq-col", default="seq")
     p.add_argument("--id-col", help="CSV column with record ids (default: row number; FASTA: record id)")
     p.add_argument("--crop-len", type=int, help="crop longer sequences to this many residues (off by default)")
+    add_threads_argument(p)
     return p
 
 
 def run(args):
+    apply_threads(args)
     from ..training.jobs import run_predict
 
     frame = run_predict(args.model_dir, args.input, args.output, args.seq_col, args.id_col, args.crop_len)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ._common import EXIT_INTERRUPTED, UsageError, make_parser, run_cli
+from ._common import EXIT_INTERRUPTED, UsageError, add_threads_argument, apply_threads, make_parser, run_cli
 
 
 def _episodes(text: str):
@@ -55,6 +55,7 @@ def build_parser():
                         "mirrored if there are several GPUs, else one device")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files")
+    add_threads_argument(r)
     return p
 
 
@@ -78,6 +79,7 @@ def run(args) -> int:
     from ..training.pretraining import PretrainingSettings, make_strategy, pretrain
     from ..data.pretraining_batches import DEFAULT_EPISODES, PretrainingDataSettings
 
+    apply_threads(args)
     strategy = make_strategy(args.strategy)  # before any other TensorFlow work
     if args.mixed_precision:
         from ..hardware import warn_if_bfloat16_is_slow

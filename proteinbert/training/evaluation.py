@@ -200,7 +200,8 @@ def evaluate_by_len(model: FinetunedModel, seqs: Sequence[str], labels: Sequence
         batch = max(1, start_batch_size // increase_factor ** level)
         sub = EncodedSet([data.tokens[i] for i in members], [data.labels[i] for i in members], spec,
                          data.n_annotations)
-        batches = length_batches(sub.n_tokens, int(length), batch, "fixed" if padding == "model_len" else "bucket")
+        batches = length_batches(sub.n_tokens, int(length), batch, "fixed" if padding == "model_len" else "bucket",
+                                 token_budget=True)
         for indices, padded_len in batches:
             (tokens, annotations), _, _ = sub.batch(indices, padded_len)
             y = np.asarray(call(tokens, annotations))

@@ -344,7 +344,8 @@ def batch_size_for(padded_len: int, seq_len: int, batch_size: int) -> int:
 
 
 def length_batches(n_tokens: Sequence[int], seq_len: int, batch_size: int, padding: str = "bucket",
-                   rng: np.random.Generator | None = None) -> list[tuple[np.ndarray, int]]:
+                   rng: np.random.Generator | None = None,
+                   token_budget: bool = False) -> list[tuple[np.ndarray, int]]:
     """Group records into ``(indices, padded_len)`` batches.
 
     ``padding="bucket"`` pads each record to :func:`bucket_length`; ``"fixed"`` pads to
@@ -352,8 +353,16 @@ def length_batches(n_tokens: Sequence[int], seq_len: int, batch_size: int, paddi
     Records of one padded length form batches of :func:`batch_size_for`; with ``rng`` the records
     within a bucket and the order of batches are shuffled, else records keep their order.
 
+    ``token_budget=True`` (inference) fills shorter batches up to the padded tokens of a full
+    ``batch_size × seq_len`` batch instead: a batch of 80-token records holds 6.4× ``batch_size``
+    of them at ``seq_len`` 512. The memory stays that of a training batch, and fewer, larger
+    batches pay the per-batch costs fewer times. Outputs do not depend on batch mates, so this
+    changes the speed only. Training keeps ``batch_size`` (it sets the optimisation).
+
     >>> [(b.tolist(), L) for b, L in length_batches([10, 70, 12], seq_len=64, batch_size=2)]
     [([0, 2], 16), ([1], 80)]
+    >>> [len(b) for b, L in length_batches([10] * 20, seq_len=64, batch_size=2, token_budget=True)]
+    [8, 8, 4]
     """
     if padding not in ("bucket", "fixed"):
         raise InputError(f"padding must be 'bucket' or 'fixed'. Received: padding={padding!r}")
@@ -368,6 +377,8 @@ def length_batches(n_tokens: Sequence[int], seq_len: int, batch_size: int, paddi
         if rng is not None:
             members = rng.permutation(members)
         size = batch_size_for(int(length), seq_len, batch_size)
+        if token_budget:
+            size = max(size, batch_size * seq_len // int(length))
         for start in range(0, len(members), size):
             batches.append((members[start:start + size], int(length)))
     if rng is not None:
@@ -732,7 +743,8 @@ def finetune(model, spec: OutputSpec, train: EncodedSet, valid: EncodedSet | Non
         steps = len(epoch_batches)
         valid_ds = None
         if valid is not None:
-            valid_batches = length_batches(valid.n_tokens, stage.seq_len, stage.batch_size, config.padding)
+            valid_batches = length_batches(valid.n_tokens, stage.seq_len, stage.batch_size, config.padding,
+                                           token_budget=True)
             valid_ds = _tf_dataset(valid, valid_batches)
         monitor = "val_loss" if valid is not None else "loss"
         cbs = (_callbacks(config, monitor) if stage.callbacks else []) + list(callbacks)
@@ -761,7 +773,7 @@ def representations(pretrained, datasets: Sequence[EncodedSet], seq_len: int, ba
     results = []
     for data in datasets:
         out = None
-        for indices, length in length_batches(data.n_tokens, seq_len, batch_size, padding):
+        for indices, length in length_batches(data.n_tokens, seq_len, batch_size, padding, token_budget=True):
             (x, a), _, _ = data.batch(indices, length)
             y = np.asarray(call(x, a))
             if out is None:
@@ -801,7 +813,8 @@ def _fit_head_on_cached_features(model, spec, train, valid, stage, config, rng, 
     if valid is not None:
         # Our own dataset rather than arrays: Keras would make an autotuned one.
         valid_data = tf.data.Dataset.from_tensor_slices((vfeat[0], valid.global_targets(np.arange(len(valid)))))
-        valid_data = valid_data.batch(stage.batch_size).with_options(options)
+        # Batch size does not change validation numbers; a few large batches cost fewer steps.
+        valid_data = valid_data.batch(max(stage.batch_size, 1024)).with_options(options)
     monitor = "val_loss" if valid is not None else "loss"
     cbs = (_callbacks(config, monitor) if stage.callbacks else []) + list(callbacks)
     logger.info("stage %s: lr %g, up to %d epochs, head only on cached representations (%d x %d)", stage.name,
@@ -844,9 +857,10 @@ def _batch_predictor(model, n_annotations: int, traced: bool):
 def predict(model, data: EncodedSet, seq_len: int = 512, batch_size: int = 32, padding: str = "bucket") -> list:
     """Predictions in record order: per record an array (global: ``(n_outputs,)``; local: ``(n, n_outputs)``).
 
-    Records are batched by length as in training; dropout is off.
+    Records are padded as in training and batched up to ``batch_size × seq_len`` padded tokens
+    (see :func:`length_batches`); dropout is off.
     """
-    batches = length_batches(data.n_tokens, seq_len, batch_size, padding)
+    batches = length_batches(data.n_tokens, seq_len, batch_size, padding, token_budget=True)
     call = _batch_predictor(model, data.n_annotations, traced=_worth_tracing(len(batches)))
     out: list = [None] * len(data)
     for indices, length in batches:
