@@ -85,6 +85,16 @@ def measure(source: str, steps: int, repeats: int, length: int, weights: str | N
     return {"rows": rows, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def run_child(argv: list, env: dict) -> dict | None:
+    """Run a ``--child`` invocation; its result, or None (after echoing its stderr tail) if it failed."""
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=REPO)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if done.returncode != 0 or line is None:
+        sys.stderr.write(done.stderr[-3000:])
+        return None
+    return json.loads(line[len("RESULT "):])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100)
@@ -114,12 +124,9 @@ def main(argv=None) -> int:
         child = [sys.executable, __file__, "--child", "--steps", str(args.steps),
                  "--repeats", str(args.repeats), "--length", str(args.length), "--source", args.source,
                  "--weights", args.weights] + (["--random-released-size"] if args.random_released_size else [])
-        done = subprocess.run(child, env=env, capture_output=True, text=True, cwd=REPO)
-        line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if done.returncode != 0 or line is None:
-            sys.stderr.write(done.stderr[-3000:])
+        result = run_child(child, env)
+        if result is None:
             return 1
-        result = json.loads(line[len("RESULT "):])
         for row in result["rows"]:
             print(f"{name:>18} {row['ms_per_step']:8.1f} {row['user_ms']:8.1f} {row['sys_ms']:7.1f} "
                   f"{row['page_faults']:7.0f}  {result['max_rss_mb']:.0f} MB")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -36,15 +35,15 @@ def main(argv=None) -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     weights = None if args.random_released_size else args.weights
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from cpu_allocator import measure, run_child
+
     if args.child:
         setting, length = args.child.split("@")
         if setting != "default":
             from proteinbert.hardware import set_cpu_threads
 
             set_cpu_threads(*(int(v) for v in setting.split(":")))
-        sys.path.insert(0, str(REPO / "benchmarks"))
-        from cpu_allocator import measure
-
         result = measure("generator", args.steps, args.repeats, int(length), weights)
         sys.stdout.write("RESULT " + json.dumps(result) + "\n")
         return 0
@@ -58,12 +57,10 @@ def main(argv=None) -> int:
             child = [sys.executable, __file__, "--child", f"{setting}@{length}", "--steps", str(args.steps),
                      "--repeats", str(args.repeats), "--weights", args.weights]
             child += ["--random-released-size"] if args.random_released_size else []
-            done = subprocess.run(child, env=env, capture_output=True, text=True, cwd=REPO)
-            line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
-            if done.returncode != 0 or line is None:
-                sys.stderr.write(done.stderr[-3000:])
+            result = run_child(child, env)
+            if result is None:
                 return 1
-            for row in json.loads(line[len("RESULT "):])["rows"]:
+            for row in result["rows"]:
                 print(f"{length:>6} {setting:>8} {row['ms_per_step']:8.1f} {row['user_ms'] + row['sys_ms']:7.1f}",
                       flush=True)
     return 0
