@@ -240,7 +240,7 @@ def test_traced_inference_matches_eager(monkeypatch):
     np.testing.assert_allclose(np.stack(traced), np.stack(eager), rtol=0, atol=1e-6)
     np.testing.assert_allclose(traced_eval.predictions["prob"], eager_eval.predictions["prob"], rtol=0, atol=1e-6)
     assert np.ptp(np.stack(eager)) > 0  # not a constant output
-    # 2 x 512 tokens hold 12-16 of these records a batch: outputs do not depend on batch mates.
+    # 2 x 512 tokens hold 12 of these records (padded to 80) a batch: outputs do not depend on batch mates.
     n_tokens = EncodedSet.build(fm.spec, seqs, None, 4).n_tokens
     sizes = [len(b) for b, _ in length_batches(n_tokens, seq_len=512, batch_size=2, token_budget=True)]
     assert sum(sizes) == 24 and len(sizes) == 2 and min(sizes) >= 9
