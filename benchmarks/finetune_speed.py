@@ -58,6 +58,7 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def main(argv=None):
+    from proteinbert.cli._common import parse_threads
     from proteinbert.model import RELEASED_CONFIG, ProteinBertBackbone
     from proteinbert.training.evaluation import evaluate_by_len
     from proteinbert.training.finetuning import FinetuneConfig, OutputSpec, default_stages, finetune_from_backbone
@@ -75,7 +76,7 @@ def main(argv=None):
                         "random weights, seeded; for speed only (its AUC means nothing)")
     p.add_argument("--modes", default="bucket,fixed")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", metavar="INTRA,INTER",
+    p.add_argument("--threads", type=parse_threads, metavar="INTRA,INTER",
                    help="TensorFlow CPU thread pools (proteinbert.hardware.set_cpu_threads), e.g. 1,2; "
                         "default: TensorFlow's, one per core")
     p.add_argument("--json", help="also write the results here")
@@ -83,7 +84,7 @@ def main(argv=None):
     if args.threads:
         from proteinbert.hardware import set_cpu_threads
 
-        set_cpu_threads(*(int(v) for v in args.threads.split(",")))
+        set_cpu_threads(*args.threads)
 
     data = SHARED / "data" / "protein_benchmarks"
     train_all = pd.read_csv(data / "signalP_binary.train.csv", dtype=str)

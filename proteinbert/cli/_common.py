@@ -28,7 +28,8 @@ def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _threads(text: str) -> tuple[int, int]:
+def parse_threads(text: str) -> tuple[int, int]:
+    """``"INTRA,INTER"`` -> ``(intra, inter)``, both >= 1 (an argparse ``type``)."""
     parts = text.split(",")
     try:
         values = tuple(int(v) for v in parts)
@@ -42,7 +43,7 @@ def _threads(text: str) -> tuple[int, int]:
 def add_threads_argument(parser) -> None:
     """``--threads INTRA,INTER`` on a parser (or argument group) of a command that runs TensorFlow."""
     parser.add_argument(
-        "--threads", type=_threads, metavar="INTRA,INTER",
+        "--threads", type=parse_threads, metavar="INTRA,INTER",
         help="TensorFlow CPU thread pools: threads within one operation, operations at once. 1,2 measured "
              "30%% faster fine-tuning steps on short batches on a 2-core CPU; on many cores INTRA=1 can be "
              "slower. Default: TensorFlow's (one per core)")
