@@ -30,7 +30,9 @@ def _timed(fn, n: int) -> tuple[float, float]:
 
 
 def main(argv=None) -> int:
-    import proteinbert  # noqa: F401  (its allocator settings)
+    from proteinbert.hardware import tune_cpu_allocator
+
+    tune_cpu_allocator()  # the commands' allocator settings, before TensorFlow starts
     import numpy as np
     import tensorflow as tf
 

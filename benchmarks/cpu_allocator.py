@@ -1,7 +1,8 @@
 """CPU memory settings: glibc malloc vs TensorFlow's pooling (BFC) allocator, and glibc's heap-top pad.
 
-``import proteinbert`` sets ``TF_CPU_ALLOCATOR_USE_BFC=true`` and glibc's ``M_TOP_PAD`` to 16 MiB
-unless ``TF_CPU_ALLOCATOR_USE_BFC`` / ``MALLOC_TOP_PAD_`` are set already. This script shows why.
+The commands (``proteinbert.hardware.tune_cpu_allocator()``, called at their start-up) set
+``TF_CPU_ALLOCATOR_USE_BFC=true`` and glibc's ``M_TOP_PAD`` to 16 MiB unless
+``TF_CPU_ALLOCATOR_USE_BFC`` / ``MALLOC_TOP_PAD_`` are set already. This script shows why.
 It trains a fine-tuning network (the small fixture model, or ``--random-released-size``; virtual
 padding to 512, as the default) on 32 x 80-token batches, fed the way fine-tuning feeds it: a
 ``tf.data`` generator. It then prints, per step, the wall time, the user and kernel CPU time,
@@ -38,6 +39,9 @@ def measure(source: str, steps: int, repeats: int, length: int, weights: str | N
     import resource
     import time
 
+    from proteinbert.hardware import tune_cpu_allocator
+
+    tune_cpu_allocator()  # as the commands do; the parent's environment decides what it may set
     import keras
     import numpy as np
     import tensorflow as tf

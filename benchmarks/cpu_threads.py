@@ -5,7 +5,7 @@ thousands of small operations, and splitting each across threads costs hand-offs
 trains the fine-tuning network (the small fixture model, or ``--random-released-size``) on
 ``tf.data``-fed batches of each ``--lengths`` for each thread setting, every setting in a fresh
 process (the pools are fixed once TensorFlow starts), and prints wall and CPU time a step.
-The step is ``benchmarks/cpu_allocator.py``'s, with the library's default allocator settings.
+The step is ``benchmarks/cpu_allocator.py``'s, with the commands' allocator settings (tune_cpu_allocator).
 
     python benchmarks/cpu_threads.py --lengths 80,512 --settings default,1:2,1:1 --steps 100 --repeats 3
 """

@@ -4,13 +4,13 @@ Signal peptide (40–70 residues) from ../shared/data/protein_benchmarks, a seed
 2021 schedule shape (frozen → unfrozen → one final epoch at length 1024) with a capped number of
 epochs. Same model, same seed, same data; the modes differ in padding (and the frozen-stage cache):
 
-* ``bucket`` (the library default): every batch padded to its own length bucket (here 48, 64 or
+* ``bucket``: every batch padded to its own length bucket (here 48, 64 or
   80 tokens), evaluated the same way, with virtual padding to 512 (the attention counts the
   2021 model's ``<PAD>`` positions without computing them); the frozen stage trains the head on
   representations computed once (``cache_frozen_features``, same numbers).
 * ``bucket-plain``: as ``bucket`` without virtual padding (``virtual_pad_length=None``).
 * ``bucket-nocache``: as ``bucket`` without the cache.
-* ``fixed``: every batch padded to the stage length (512; 1024 in the final stage), no cache, no
+* ``fixed`` (the library default): every batch padded to the stage length (512; 1024 in the final stage), no cache, no
   virtual padding, evaluated with each record padded to 512 — what the 2021 code did.
 
 ``--random-released-size`` times the released architecture (random weights: speed only). The

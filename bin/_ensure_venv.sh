@@ -1,5 +1,6 @@
-# Sourced by bin/main_job and bin/run_tests: create .venv and install the package with its
-# pinned dependencies once; reinstall only when setup.cfg changes.
+# Sourced by bin/main_job and bin/run_tests: create .venv and install the package with the tested
+# dependency versions (constraints.txt) once; reinstall only when setup.cfg, pyproject.toml or
+# constraints.txt change.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${PROTEINBERT_VENV:-$REPO/.venv}"
@@ -9,13 +10,12 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 STAMP="$VENV/.proteinbert-install-stamp"
-WANT="$(cat "$REPO/setup.cfg" "$REPO/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+WANT="$(cat "$REPO/setup.cfg" "$REPO/pyproject.toml" "$REPO/constraints.txt" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
-    echo "[setup] installing proteinbert and its pinned dependencies (first run takes a few minutes)" >&2
+    echo "[setup] installing proteinbert and its tested dependencies (first run takes a few minutes)" >&2
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$REPO[test]"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c "$REPO/constraints.txt" -e "$REPO[all,test]"
     echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
-export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 cd "$REPO"

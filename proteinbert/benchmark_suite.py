@@ -1,7 +1,7 @@
 """The ProteinBERT benchmark suite: fine-tune and evaluate on every benchmark present, next to the paper.
 
-Benchmarks (``../shared/data/protein_benchmarks``; paper numbers from SPEC §7, with the released
-weights and, in brackets, without pretraining):
+Benchmarks (the CSVs of the ProteinBERT benchmark release, in one folder; paper numbers with the
+released weights and, in brackets, without pretraining):
 
 ========================  =====================================  ===========  ==================
 benchmark                 files                                  output       paper
@@ -25,13 +25,26 @@ set); major PTMs (PhosphositePTM) are missing and listed as not run.
 ``small`` settings (CI): a seeded subsample of each split, cropped to 126 residues (an explicit
 crop, small setting only) and 1 epoch per stage;
 ``full``: all records and the 2021 schedule.
+
+Resumable per benchmark: with ``out_prefix``, :func:`run_suite` rewrites ``<prefix>.csv``/``.md``
+atomically after each benchmark, and a later call with the same settings keeps the finished rows
+(status ``ok``) and runs only the rest (``redo=True`` runs them again). So a long suite can run in
+parts, even on different machines: each row records its seed, wall time and machine, and
+``<prefix>.json`` lists every part's command, machine and package versions. Rows of benchmarks
+not selected this time are kept too; rows made with other settings are refused, not mixed in.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import platform
+import shlex
+import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +52,7 @@ import pandas as pd
 
 from .data.labelled import read_labelled
 from .errors import InputError
-from .io_utils import atomic_write_path
+from .io_utils import atomic_write_path, check_output_path
 from .training.evaluation import evaluate_by_len
 from .training.finetuning import DEFAULT_STAGES, FinetuneConfig, OutputSpec, Stage, finetune_from_backbone
 from .training.jobs import load_backbone
@@ -168,10 +181,13 @@ def selected(settings: SuiteSettings) -> list[Benchmark]:
 def run_benchmark(bench: Benchmark, settings: SuiteSettings) -> dict:
     """Fine-tune and evaluate one benchmark; returns one table row."""
     data_dir = Path(settings.data_dir)
-    row = dict(benchmark=bench.name, dataset=bench.dataset, output=f"{bench.level} {bench.task}",
+    started = time.perf_counter()
+    row = dict(benchmark=bench.name,
                metric={"binary": "AUC", "categorical": "accuracy", "numeric": "Spearman"}[bench.task],
-               score=float("nan"), paper=bench.paper, paper_no_pretraining=bench.paper_no_pretraining,
-               n_train=0, n_valid=0, n_test=0, wall_s=0.0, status="ok", note=bench.note)
+               score=float("nan"), paper_no_pretraining=bench.paper_no_pretraining, paper=bench.paper,
+               dataset=bench.dataset, output=f"{bench.level} {bench.task}", n_train=0, n_valid=0, n_test=0,
+               seed=settings.seed, wall_s=0.0, start=start_label(settings), machine=machine_summary(),
+               status="ok", note=bench.note, settings=settings_digest(settings))
     paths = [_path(data_dir, bench, s) for s in (bench.train_split, bench.valid_split, bench.test_split)]
     missing = [str(p) for p in paths if p is not None and not p.is_file()]
     if missing:
@@ -193,7 +209,6 @@ def run_benchmark(bench: Benchmark, settings: SuiteSettings) -> dict:
     test, dropped = _keep_known(test, spec, f"{bench.name} test")
     if dropped:
         row["note"] = (row["note"] + "; " if row["note"] else "") + f"{dropped} test records of unseen classes left out"
-    start = time.perf_counter()
     backbone = load_backbone(settings.weights, settings.architecture)
     model = finetune_from_backbone(backbone, spec, train.seqs, train.labels, valid.seqs, valid.labels,
                                    config=settings.config, hidden_layers=settings.hidden_layers,
@@ -201,23 +216,174 @@ def run_benchmark(bench: Benchmark, settings: SuiteSettings) -> dict:
     evaluation = evaluate_by_len(model, test.seqs, test.labels, row_ids=test.row_ids,
                                  crop_len=settings.config.crop_len)
     row.update(score=evaluation.overall, n_train=len(train), n_valid=len(valid), n_test=len(test),
-               wall_s=round(time.perf_counter() - start, 1))
+               wall_s=round(time.perf_counter() - started, 1))
     logger.info("%s: %s %.4f (paper %s)", bench.name, row["metric"], row["score"], bench.paper)
     return row
 
 
-def run_suite(settings: SuiteSettings) -> pd.DataFrame:
-    """Run every selected benchmark; one row each (benchmarks whose data are missing say so)."""
-    rows = [run_benchmark(b, settings) for b in selected(settings)]
-    frame = pd.DataFrame(rows)
-    frame["start"] = (Path(settings.weights).name if settings.weights else "from scratch")
+def input_files(settings: SuiteSettings) -> dict:
+    """The files the selected benchmarks read, by name (and the weights), for the output check."""
+    data_dir = Path(settings.data_dir)
+    files = {}
+    for bench in selected(settings):
+        for split in (bench.train_split, bench.valid_split, bench.test_split):
+            path = _path(data_dir, bench, split)
+            if path is not None and path.is_file():
+                files[f"benchmark file {path.name} in"] = path
+    if settings.weights:
+        files["--weights"] = Path(settings.weights)
+    return files
+
+
+def runnable(settings: SuiteSettings) -> list[Benchmark]:
+    """Selected benchmarks whose files are all present; InputError if the data folder is missing."""
+    data_dir = Path(settings.data_dir)
+    if not data_dir.is_dir():
+        raise InputError(f"benchmark data folder {data_dir} does not exist or is not a directory (--data-dir)")
+    return [b for b in selected(settings)
+            if all(p.is_file() for p in (_path(data_dir, b, s) for s in (b.train_split, b.valid_split, b.test_split))
+                   if p is not None)]
+
+
+#: The CSV's columns, in order (the first four are the comparison with the paper).
+COLUMNS = ("benchmark", "metric", "score", "paper_no_pretraining", "paper", "dataset", "output", "n_train",
+           "n_valid", "n_test", "seed", "wall_s", "start", "machine", "status", "note", "settings")
+
+
+def start_label(settings: SuiteSettings) -> str:
+    return Path(settings.weights).name if settings.weights else "from scratch"
+
+
+def settings_digest(settings: SuiteSettings) -> str:
+    """A short hash of everything that changes a result (not the data folder, not verbosity): a
+    finished row is reused only by a run with the same digest."""
+    config = asdict(settings.config)
+    config.pop("verbose", None)
+    payload = dict(start=start_label(settings), architecture=settings.architecture, max_train=settings.max_train,
+                   max_eval=settings.max_eval, config=config, hidden_layers=settings.hidden_layers,
+                   seed=settings.seed)
+    return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def cpu_model(cpuinfo="/proc/cpuinfo") -> str:
+    """The CPU's model name (from ``cpuinfo`` on Linux, else :mod:`platform`)."""
+    try:
+        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass  # not Linux: platform's answer below
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _gpu_names() -> list:
+    import tensorflow as tf
+
+    return [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+            for gpu in tf.config.list_physical_devices("GPU")]
+
+
+def machine_summary() -> str:
+    """``"<CPU model> (<n> cores)"``, plus the GPUs TensorFlow sees: where a row was computed."""
+    gpus = _gpu_names()
+    return f"{cpu_model()} ({os.cpu_count()} cores)" + (f" + {', '.join(gpus)}" if gpus else "")
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("proteinbert", "tensorflow", "keras", "numpy", "pandas", "scikit-learn"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+        out["git_commit"] = rev.stdout.strip() if rev.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        out["git_commit"] = None
+    return out
+
+
+def read_results(csv_path) -> pd.DataFrame | None:
+    """A suite CSV written by :func:`write_tables`, or ``None`` if there is none."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        return None
+    frame = pd.read_csv(csv_path, dtype={"settings": str, "status": str, "note": str, "machine": str},
+                        keep_default_na=False, na_values=[""])
+    missing = [c for c in ("benchmark", "status", "settings") if c not in frame.columns]
+    if missing:
+        raise InputError(f"{csv_path} is not a benchmark-suite table (no column {', '.join(missing)}); "
+                         "write to another output prefix")
     return frame
 
 
-def to_markdown(frame: pd.DataFrame) -> str:
-    """The table as GitHub Markdown (no extra dependency)."""
-    cols = ["benchmark", "output", "metric", "score", "paper", "paper_no_pretraining", "n_train", "n_test",
-            "wall_s", "start", "status", "note"]
+def _ordered(rows: dict) -> pd.DataFrame:
+    order = {b.name: i for i, b in enumerate(BENCHMARKS)}
+    frame = pd.DataFrame(sorted(rows.values(), key=lambda r: order.get(r["benchmark"], len(order))))
+    return frame[[c for c in COLUMNS if c in frame.columns] + [c for c in frame.columns if c not in COLUMNS]]
+
+
+def run_suite(settings: SuiteSettings, out_prefix=None, redo: bool = False, command=None,
+              inputs=()) -> pd.DataFrame:
+    """Run every selected benchmark; one row each (benchmarks whose data are missing say so).
+
+    With ``out_prefix`` the tables are rewritten after each benchmark (see :func:`write_tables`;
+    never onto one of ``inputs``), the finished rows of an earlier run with the same settings are
+    kept and not run again (unless ``redo``), and this run (``command``, machine, versions) is
+    recorded in ``<prefix>.json``.
+
+    Raises :class:`~proteinbert.errors.InputError` if the data folder is missing or none of the
+    selected benchmarks has its files: a table of nothing but "not run" rows is not a result; and
+    if ``<prefix>.csv`` holds rows made with other settings that this run would keep.
+    """
+    chosen = selected(settings)
+    if not runnable(settings):
+        expected = ", ".join(f"{b.dataset}.{b.train_split}.csv" for b in chosen[:3])
+        raise InputError(f"nothing to run: none of the {len(chosen)} selected benchmark(s) has its files in "
+                         f"{settings.data_dir} (expected e.g. {expected})")
+    digest = settings_digest(settings)
+    rows: dict = {}
+    if out_prefix is not None:
+        csv_path = table_paths(out_prefix)[0]
+        previous = read_results(csv_path)
+        names = {b.name for b in chosen}
+        for row in [] if previous is None else previous.to_dict(orient="records"):
+            if row["benchmark"] in names and (redo or row["status"] != "ok"):
+                continue  # run again
+            if row["settings"] != digest:
+                raise InputError(
+                    f"{csv_path} holds a row for {row['benchmark']!r} made with other settings "
+                    f"({row['settings']}; this run: {digest}); write to another output prefix, or run that "
+                    "benchmark again with the same prefix and --redo")
+            rows[row["benchmark"]] = row
+    kept = set(rows)
+    run = {"command": list(command) if command is not None else None, "machine": machine_summary(),
+           "versions": _versions(), "settings": digest, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+           "benchmarks": []}
+    for bench in chosen:
+        if bench.name in kept:
+            logger.info("%s: finished earlier (%s %s), kept; --redo runs it again", bench.name,
+                        rows[bench.name]["metric"], rows[bench.name]["score"])
+            continue
+        rows[bench.name] = run_benchmark(bench, settings)
+        run["benchmarks"].append(bench.name)
+        run["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        if out_prefix is not None:
+            write_tables(_ordered(rows), out_prefix, inputs, run=run)
+    if out_prefix is not None and not run["benchmarks"]:
+        logger.info("every selected benchmark was finished earlier in %s", table_paths(out_prefix)[0])
+    return _ordered(rows)
+
+
+def to_markdown(frame: pd.DataFrame, runs=None) -> str:
+    """The table as GitHub Markdown (no extra dependency), after the runs' commands, machines and
+    versions when ``runs`` (the list kept in ``<prefix>.json``) is given."""
+    cols = ["benchmark", "output", "metric", "score", "paper_no_pretraining", "paper", "n_train", "n_test",
+            "seed", "wall_s", "start", "status", "note"]
     cols = [c for c in cols if c in frame.columns]
 
     def cell(v):
@@ -225,20 +391,61 @@ def to_markdown(frame: pd.DataFrame) -> str:
             return "" if np.isnan(v) else f"{v:.3f}"
         return str(v).replace("|", "\\|")
 
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines = []
+    for i, run in enumerate(runs or [], 1):
+        command = shlex.join(run["command"]) if run.get("command") else "(from Python)"
+        versions = ", ".join(f"{k} {v}" for k, v in run["versions"].items() if v)
+        lines += [f"Run {i} ({run['started']}): `{command}`", "",
+                  f"- benchmarks run: {', '.join(run['benchmarks']) or 'none (all finished earlier)'}",
+                  f"- machine: {run['machine']}", f"- versions: {versions}", ""]
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(cell(r[c]) for c in cols) + " |" for _, r in frame.iterrows()]
     return "\n".join(lines) + "\n"
 
 
-def write_tables(frame: pd.DataFrame, out_prefix) -> tuple[Path, Path]:
-    """Write ``<prefix>.csv`` and ``<prefix>.md`` atomically."""
+def table_paths(out_prefix) -> tuple[Path, Path]:
+    """``<prefix>.csv`` and ``<prefix>.md``: the suffixes are appended, never substituted.
+
+    >>> [str(p) for p in table_paths("results/run.v2")]
+    ['results/run.v2.csv', 'results/run.v2.md']
+    """
     out_prefix = Path(out_prefix)
-    csv_path, md_path = out_prefix.with_suffix(".csv"), out_prefix.with_suffix(".md")
+    return out_prefix.with_name(out_prefix.name + ".csv"), out_prefix.with_name(out_prefix.name + ".md")
+
+
+def check_table_paths(out_prefix, inputs=()) -> tuple[Path, Path]:
+    """Refuse (UsageError) tables that would overwrite one of ``inputs`` (see :func:`input_files`)."""
+    paths = table_paths(out_prefix)
+    for path in paths:
+        check_output_path(path, inputs, "--out")
+    return paths
+
+
+def sidecar_path(out_prefix) -> Path:
+    """``<prefix>.json``: the runs (command, machine, versions) behind the tables."""
+    out_prefix = Path(out_prefix)
+    return out_prefix.with_name(out_prefix.name + ".json")
+
+
+def write_tables(frame: pd.DataFrame, out_prefix, inputs=(), run: dict | None = None) -> tuple[Path, Path]:
+    """Write ``<prefix>.csv`` and ``<prefix>.md`` atomically (never onto one of ``inputs``). With
+    ``run``, record it in ``<prefix>.json`` (replacing the entry of the same start time); that
+    file's runs head the Markdown."""
+    csv_path, md_path = check_table_paths(out_prefix, inputs)
+    json_path = sidecar_path(out_prefix)
+    runs = json.loads(json_path.read_text())["runs"] if json_path.is_file() else []
+    if run is not None:
+        check_output_path(json_path, inputs, "--out")
+        runs = [r for r in runs if r.get("started") != run["started"]] + [run]
+        with atomic_write_path(json_path) as tmp:
+            Path(tmp).write_text(json.dumps({"runs": runs}, indent=1))
     with atomic_write_path(csv_path) as tmp:
         frame.to_csv(tmp, index=False)
     with atomic_write_path(md_path) as tmp:
-        Path(tmp).write_text(to_markdown(frame))
+        Path(tmp).write_text(to_markdown(frame, runs))
     return csv_path, md_path
 
 
-__all__ = ["BENCHMARKS", "Benchmark", "SuiteSettings", "run_benchmark", "run_suite", "to_markdown", "write_tables"]
+__all__ = ["BENCHMARKS", "COLUMNS", "Benchmark", "SuiteSettings", "check_table_paths", "cpu_model", "input_files",
+           "machine_summary", "read_results", "run_benchmark", "run_suite", "runnable", "settings_digest",
+           "sidecar_path", "table_paths", "to_markdown", "write_tables"]

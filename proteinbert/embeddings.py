@@ -155,6 +155,9 @@ def embed(backbone: ProteinBertBackbone, seqs: Sequence[str], settings: Embeddin
     if isinstance(seqs, (str, bytes)):
         raise TypeError("seqs must be a sequence of sequences, not a single str/bytes")
     seqs = list(seqs)
+    from .hardware import guard_onednn_concurrency
+
+    guard_onednn_concurrency()
     embedder = Embedder(backbone, settings)
     protein = np.zeros((len(seqs), embedder.protein_width), dtype=np.float32)
     residue = [None] * len(seqs) if settings.per_residue else None
@@ -174,20 +177,24 @@ def embed_fasta(backbone: ProteinBertBackbone, fasta_path, output_path,
 
     Ids are preserved; duplicate ids, empty records and non-FASTA input raise
     :class:`~proteinbert.errors.FormatError` before anything is written. The output appears
-    only when complete. Returns a small summary dict.
+    only when complete; it may not be the input (UsageError), and a second process writing the
+    same output fails at once (OutputBusyError). Returns a small summary dict.
     """
     import time
 
     from tqdm.auto import tqdm
 
     from .data.fasta import check_unique_ids, read_fasta
-    from .embedding_store import EmbeddingWriter
-    from .io_utils import atomic_write_path
+    from .embedding_store import EmbeddingWriter, estimated_size
+    from .io_utils import atomic_write_path, check_output_path, output_lock, require_space
+    from .tokenizer import warn_non_residues
 
+    check_output_path(output_path, {"fasta_path": fasta_path}, "output_path")
     path = str(fasta_path)
     records = list(check_unique_ids(read_fasta(path), path))
     ids = [r.id for r in records]
     seqs = [r.seq for r in records]
+    warn_non_residues(seqs, path)
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     embedder = Embedder(backbone, settings)
     attrs = {
@@ -200,7 +207,11 @@ def embed_fasta(backbone: ProteinBertBackbone, fasta_path, output_path,
         "source_fasta": path,
     }
     start = time.perf_counter()
-    with atomic_write_path(output_path) as tmp:
+    # HDF5 cannot recover from a write that fails half-way (it may crash the process at exit), so a
+    # file that cannot fit is refused before it is started.
+    residue_width = embedder.residue_width if settings.per_residue else None
+    require_space(output_path, estimated_size(ids, lengths, embedder.protein_width, residue_width), "output")
+    with output_lock(output_path), atomic_write_path(output_path) as tmp:
         writer = EmbeddingWriter(tmp, ids, lengths, embedder.protein_width,
                                  embedder.residue_width if settings.per_residue else None, attrs)
         try:
@@ -208,8 +219,10 @@ def embed_fasta(backbone: ProteinBertBackbone, fasta_path, output_path,
                 for idx, glob, local in embedder.batches(seqs):
                     writer.write(idx, glob, local)
                     bar.update(int(lengths[idx].sum()))
-        finally:
-            writer.close()
+        except BaseException:
+            writer.abort()  # the first error is the one to report, not close()'s on the same full disk
+            raise
+        writer.close()
     seconds = time.perf_counter() - start
     summary = {
         "records": len(ids), "residues": int(lengths.sum()), "longest": int(lengths.max()),

@@ -2,7 +2,8 @@
 
 Every error a user can cause derives from :class:`ProteinBertError`. Subclasses also derive from
 the matching built-in (``ValueError``, ``OSError``) so generic handlers keep working.
-CLIs map :class:`ProteinBertError` / ``OSError`` to exit code 1 and usage errors to 2.
+CLIs map :class:`UsageError` to exit code 2 and every other :class:`ProteinBertError` / ``OSError``
+to exit code 1.
 """
 
 from __future__ import annotations
@@ -14,6 +15,15 @@ class ProteinBertError(Exception):
 
 class InputError(ProteinBertError, ValueError):
     """A value passed by the caller is unusable (names the argument and the value)."""
+
+
+class UsageError(InputError):
+    """Arguments that contradict each other or the file system (an output that is an input, an
+    existing output without permission to replace it); the CLIs exit with code 2."""
+
+
+class OutputBusyError(ProteinBertError, OSError):
+    """Another process is writing the same output (its lock file is held)."""
 
 
 class FormatError(ProteinBertError, ValueError):
@@ -46,3 +56,7 @@ class UnsafePickleError(WeightsError):
 
 class DatasetSchemaError(ProteinBertError, ValueError):
     """An HDF5 dataset file misses datasets or has inconsistent shapes."""
+
+
+class MissingDependencyError(ProteinBertError, ImportError):
+    """An optional package that this step needs is not installed; the message names the extra."""

@@ -8,37 +8,31 @@ local_model_dump_file_name=..., create_model_kwargs=...)``. The file can also be
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from .errors import WeightsError
 from .model_generation import InputEncoder, PretrainingModelGenerator, translate_create_model_kwargs
+from .weights.locate import DEFAULT_WEIGHTS_DIR, DOWNLOAD_URL, RELEASED_WEIGHTS_FILE, resolve_weights
+from .weights.locate import WEIGHTS_ENV_VAR  # noqa: F401  (kept for 2021-style imports)
 from .weights.pkl import read_pkl
 from .weights.released import infer_architecture
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_LOCAL_MODEL_DUMP_DIR = "~/proteinbert_models"
-DEFAULT_LOCAL_MODEL_DUMP_FILE_NAME = "epoch_92400_sample_23500000.pkl"
-DEFAULT_REMOTE_MODEL_DUMP_URL = "ftp://ftp.cs.huji.ac.il/users/nadavb/protein_bert/epoch_92400_sample_23500000.pkl"
-WEIGHTS_ENV_VAR = "PROTEINBERT_WEIGHTS"
+DEFAULT_LOCAL_MODEL_DUMP_DIR = DEFAULT_WEIGHTS_DIR
+DEFAULT_LOCAL_MODEL_DUMP_FILE_NAME = RELEASED_WEIGHTS_FILE
+DEFAULT_REMOTE_MODEL_DUMP_URL = DOWNLOAD_URL + RELEASED_WEIGHTS_FILE
 
 
 def resolve_weights_path(local_model_dump_dir=None, local_model_dump_file_name=None) -> Path:
-    """Where the weights file is: explicit arguments, else ``$PROTEINBERT_WEIGHTS``, else the 2021 default."""
-    if local_model_dump_dir is None and local_model_dump_file_name is None and os.environ.get(WEIGHTS_ENV_VAR):
-        path = Path(os.environ[WEIGHTS_ENV_VAR]).expanduser()
-    else:
-        path = Path(local_model_dump_dir or DEFAULT_LOCAL_MODEL_DUMP_DIR).expanduser() / (
+    """Where the weights file is: the explicit 2021 arguments (either one; the other defaults),
+    else :func:`~proteinbert.weights.locate.resolve_weights` (``$PROTEINBERT_WEIGHTS``, then
+    ``~/proteinbert_models/``)."""
+    explicit = None
+    if local_model_dump_dir is not None or local_model_dump_file_name is not None:
+        explicit = Path(local_model_dump_dir or DEFAULT_LOCAL_MODEL_DUMP_DIR).expanduser() / (
             local_model_dump_file_name or DEFAULT_LOCAL_MODEL_DUMP_FILE_NAME)
-    if not path.is_file():
-        raise WeightsError(
-            f"ProteinBERT weights not found at {path}. Download the released file "
-            f"({DEFAULT_LOCAL_MODEL_DUMP_FILE_NAME}, ~180 MB) from {DEFAULT_REMOTE_MODEL_DUMP_URL} "
-            f"and put it at {path}, or point ${WEIGHTS_ENV_VAR} (or local_model_dump_dir / "
-            "local_model_dump_file_name) at your copy."
-        )
-    return path
+    return resolve_weights(explicit)
 
 
 def load_pretrained_model_from_dump(dump_file_path, create_model_function=None, create_model_kwargs=None,

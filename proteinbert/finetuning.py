@@ -8,10 +8,12 @@ Code written for the 2021 package keeps working::
     finetune(model_generator, input_encoder, output_spec, train_seqs, train_labels, valid_seqs, valid_labels)
     results, confusion_matrix = evaluate_by_len(model_generator, input_encoder, output_spec, test_seqs, test_labels)
 
-Differences (documented, deliberate): one model serves every length (``seq_len`` only sets batch
-sizes); records longer than ``seq_len`` are kept (variable-length batches) instead of dropped;
-with ``callbacks=[]`` the SPEC defaults (ReduceLROnPlateau, EarlyStopping) are used, while a
-non-empty list replaces them; ``lr=None`` etc. take the 2021 README values (1e-4, 1e-2, 1e-5).
+Batches are padded to ``seq_len`` as in 2021 (``padding="fixed"``, the default; ``"bucket"`` is
+faster and less accurate, see :mod:`proteinbert.training.finetuning`). Differences (documented,
+deliberate): one model serves every length; records longer than ``seq_len`` are kept (padded to
+``2×``, ``4×``… ``seq_len``) instead of dropped; with ``callbacks=[]`` the built-in defaults
+(ReduceLROnPlateau, EarlyStopping) are used, while a non-empty list replaces them; ``lr=None``
+etc. take the 2021 README values (1e-4, 1e-2, 1e-5).
 New code should use :mod:`proteinbert.training.finetuning` and :mod:`proteinbert.training.evaluation`.
 """
 
@@ -85,9 +87,9 @@ class FinetuningModelGenerator:
     """2021 ``FinetuningModelGenerator``: a pretrained generator + an output spec → a fine-tuning model.
 
     Unlike 2021, the generator holds one model instance (dynamic length): ``create_model(seq_len)``
-    returns it, with the pretrained layers frozen or not. ``virtual_pad_length`` (not in 2021; None:
-    off) gives length-bucketed batches the attention of batches padded to that length, as 2021's
-    were (see :mod:`proteinbert.training.finetuning`).
+    returns it, with the pretrained layers frozen or not. ``virtual_pad_length`` (not in 2021; None,
+    the default: off) gives length-bucketed batches (``finetune(..., padding="bucket")``) the
+    attention of batches padded to that length (see :mod:`proteinbert.training.finetuning`).
     """
 
     def __init__(self, pretraining_model_generator, output_spec: OutputSpec,
@@ -101,6 +103,7 @@ class FinetuningModelGenerator:
         self.model_weights = model_weights
         self.optimizer_weights = optimizer_weights
         self.virtual_pad_length = virtual_pad_length
+        self.training_padding = ("fixed", 512)  # set by finetune; evaluation pads the same way
         self._model = None
 
     @property
@@ -121,14 +124,16 @@ class FinetuningModelGenerator:
 
     def finetuned_model(self) -> _ft.FinetunedModel:
         """The model as a modern :class:`FinetunedModel` (``.save(dir)``, ``.predict(seqs)``)."""
-        return _ft.FinetunedModel(self.model, self.output_spec.modern(), {"hidden_layers": self.hidden_layers})
+        padding, seq_len = self.training_padding
+        return _ft.FinetunedModel(self.model, self.output_spec.modern(), {
+            "hidden_layers": self.hidden_layers, "config": {"padding": padding, "stages": [{"seq_len": seq_len}]}})
 
 
 def finetune(model_generator: FinetuningModelGenerator, input_encoder, output_spec: OutputSpec, train_seqs,
              train_labels, valid_seqs, valid_labels, seq_len: int = 512, batch_size: int = 32,
              max_epochs_per_stage: int = 40, lr=None, begin_with_frozen_pretrained_layers: bool = True,
              lr_with_frozen_pretrained_layers=None, n_final_epochs: int = 1, final_seq_len: int = 1024,
-             final_lr=None, callbacks=(), *, padding: str = "bucket", seed: int = 0, run_eagerly: bool = False):
+             final_lr=None, callbacks=(), *, padding: str = "fixed", seed: int = 0, run_eagerly: bool = False):
     """2021 ``finetune``: the staged schedule, mapped onto :func:`proteinbert.training.finetuning.finetune`.
 
     Returns the list of per-stage results (2021 returned None); the generator's model is trained in place.
@@ -150,17 +155,20 @@ def finetune(model_generator: FinetuningModelGenerator, input_encoder, output_sp
     valid = None
     if valid_seqs is not None:
         valid = _ft.EncodedSet.build(spec, list(valid_seqs), list(valid_labels), A, what="validation set")
-    return _ft.finetune(model, spec, train, valid, config, callbacks=callbacks)
+    results = _ft.finetune(model, spec, train, valid, config, callbacks=callbacks)
+    model_generator.training_padding = (padding, int(seq_len))
+    return results
 
 
 def evaluate_by_len(model_generator: FinetuningModelGenerator, input_encoder, output_spec: OutputSpec, seqs, raw_Y,
                     start_seq_len: int = 512, start_batch_size: int = 32, increase_factor: int = 2, *,
-                    padding: str = "bucket"):
+                    padding: str | None = None):
     """2021 ``evaluate_by_len`` → ``(results, confusion_matrix)``.
 
     ``results`` is indexed by ``Model seq len`` (bucket lengths, then ``All``) with ``# records``
     and the metric; ``confusion_matrix`` is a DataFrame (None for numeric outputs).
-    ``padding="model_len"`` pads every record to its bucket's model length exactly as in 2021.
+    ``padding="model_len"`` pads every record to its bucket's model length exactly as in 2021, and
+    ``"bucket"`` to its length bucket; the default follows ``finetune``'s padding (fixed: model_len).
     """
     evaluation = _evaluation.evaluate_by_len(
         model_generator.finetuned_model(), list(seqs), list(raw_Y), start_seq_len, start_batch_size,

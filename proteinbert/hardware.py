@@ -1,8 +1,11 @@
-"""What the machine can do fast: warnings before a setting that would be slow here, and CPU thread pools."""
+"""What the machine can do fast: warnings before a setting that would be slow here, CPU thread pools,
+and the CPU allocator tuning the commands apply (:func:`tune_cpu_allocator`)."""
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from pathlib import Path
 
 from .errors import InputError
@@ -88,3 +91,102 @@ def set_cpu_threads(intra_op: int, inter_op: int) -> None:
             f"intra_op={current[0]}, inter_op={current[1]} (0: one per core); set them before the first "
             "TensorFlow operation, e.g. first thing in the script") from None
     logger.info("TensorFlow CPU threads: %d within an operation, %d operations at once", intra_op, inter_op)
+
+
+#: glibc's M_TOP_PAD (see :func:`pad_malloc_heap_top`).
+MALLOC_TOP_PAD_BYTES = 16 << 20
+
+
+def pad_malloc_heap_top(pad_bytes: int = MALLOC_TOP_PAD_BYTES) -> bool:
+    """Have glibc keep ``pad_bytes`` free at the top of each malloc heap; True if it was set.
+
+    Eigen's matrix-product packing buffers bypass TensorFlow's allocator. glibc gives the freed
+    top of a heap back to the kernel at once (128 KiB kept), so the next product faults its pages
+    in again. Keeping 16 MiB cut a fine-tuning step of the released-size model at 32 x 80 tokens
+    from 1.26 to 1.04-1.10 s of CPU and from 30k to about 1k page faults; peak memory grew 1.5 %
+    (benchmarks/cpu_allocator.py --random-released-size). An explicit ``MALLOC_TOP_PAD_`` in the
+    environment wins; other C libraries are left alone.
+    """
+    if "MALLOC_TOP_PAD_" in os.environ or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-2, int(pad_bytes)))  # -2: M_TOP_PAD
+    except (OSError, AttributeError):
+        return False
+
+
+def tune_cpu_allocator() -> None:
+    """Process-wide CPU memory settings for fast TensorFlow training; call before TensorFlow starts.
+
+    The ``proteinbert`` commands call it at start-up; importing the package never does, since it
+    changes the whole process (a notebook kernel shared with other libraries, say). Two settings,
+    each left alone where the environment sets it explicitly:
+
+    * ``TF_CPU_ALLOCATOR_USE_BFC=true``: TensorFlow's CPU tensors otherwise come straight from
+      glibc malloc. Fed from a tf.data generator, a fine-tuning step then maps fresh pages for its
+      large buffers every time (17,000 page faults a step, half the step in the kernel, steps
+      1.5-2x slower; see benchmarks/cpu_allocator.py). TensorFlow's pooling allocator reuses them.
+      TensorFlow reads it when it makes its first tensor, so it only helps before that.
+    * glibc's ``M_TOP_PAD`` of 16 MiB (:func:`pad_malloc_heap_top`).
+    """
+    os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+    pad_malloc_heap_top()
+
+
+def onednn_enabled() -> bool:
+    """Whether TensorFlow runs its oneDNN operations here (``TF_ENABLE_ONEDNN_OPTS``, or its CPU default)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+# Warn once per process that the guard came too late (library calls repeat it).
+_warned_late = False
+
+
+def guard_onednn_concurrency() -> bool:
+    """Run one TensorFlow operation at a time when oneDNN is on; True if this call changed it.
+
+    With oneDNN on, TensorFlow 2.21 corrupts memory at random when two operations run side by
+    side while they make oneDNN primitives for shapes not seen before: NaN losses, garbage shapes
+    in a ``Reshape``, segfaults, glibc heap aborts with its pooling allocator off. Pretraining
+    with a new sequence length at every step failed in 5 of 30 runs; with one inter-op thread,
+    0 of 30, as with oneDNN off (``benchmarks/onednn_race.py``). Operations still use every core
+    each (``intra_op``); only their side-by-side scheduling goes.
+
+    Leaves alone a pool size set explicitly (logging a warning when it is above 1), and a
+    process whose TensorFlow runtime has already started (warning once: it can no longer change).
+    The commands call it first; so do :func:`~proteinbert.weights.load_backbone`, pretraining,
+    fine-tuning and embedding, which protects a script whose first TensorFlow work is one of them.
+    Set ``TF_ENABLE_ONEDNN_OPTS=0`` to run operations side by side safely.
+    """
+    import tensorflow as tf
+
+    if not onednn_enabled():
+        return False
+    threading = tf.config.threading
+    current = threading.get_inter_op_parallelism_threads()
+    if current == 1:
+        return False
+    if current > 1:
+        logger.warning(
+            "TensorFlow runs %d operations at once with oneDNN on: this corrupts memory at random in "
+            "TensorFlow 2.21 (NaN losses, crashes). Use --threads INTRA,1 or TF_ENABLE_ONEDNN_OPTS=0.", current)
+        return False
+    try:
+        threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # the runtime has started: pools are fixed
+        global _warned_late
+        if _warned_late:
+            return False
+        _warned_late = True
+        logger.warning(
+            "TensorFlow started before proteinbert could limit it to one operation at a time; with oneDNN on "
+            "this can corrupt memory at random (NaN losses, crashes). Call "
+            "proteinbert.hardware.guard_onednn_concurrency() first thing, or set TF_ENABLE_ONEDNN_OPTS=0.")
+        return False
+    logger.debug("oneDNN is on: TensorFlow runs one operation at a time (each on every core)")
+    return True

@@ -12,11 +12,17 @@ array([23, 10,  8, 18, 24], dtype=int32)
 
 from __future__ import annotations
 
+import logging
+import re
+from collections import Counter
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from .errors import InputError
+
+logger = logging.getLogger(__name__)
+_NON_LETTERS = re.compile(r"[^A-Za-z]")
 
 ALL_AAS = "ACDEFGHIKLMNPQRSTUVWXY"
 ADDITIONAL_TOKENS = ("<OTHER>", "<START>", "<END>", "<PAD>")
@@ -48,6 +54,35 @@ def _as_bytes(seq, index: int | None = None) -> bytes:
         except UnicodeDecodeError as exc:
             raise InputError(f"{where} is not valid UTF-8. Received: {bytes(seq)[:40]!r}") from exc
     raise TypeError(f"{where} must be str or bytes. Received: {type(seq).__name__} {seq!r:.60}")
+
+
+def non_residue_characters(seqs) -> tuple[int, int, Counter]:
+    """``(characters, sequences, Counter of the characters)`` that are not letters (digits, ``*``,
+    ``#``, spaces …): they are read as ``<OTHER>`` like unknown letters, but usually mean a damaged
+    or mis-parsed file. Ambiguity letters (``B``, ``Z``, ``J``, ``O``) are not counted.
+
+    >>> non_residue_characters(["MKV", "M1K*", "AC#"])
+    (3, 2, Counter({'1': 1, '*': 1, '#': 1}))
+    """
+    found: Counter = Counter()
+    n_seqs = 0
+    for seq in seqs:
+        text = seq.decode("utf-8", "replace") if isinstance(seq, (bytes, bytearray)) else str(seq)
+        bad = _NON_LETTERS.findall(text)
+        if bad:
+            n_seqs += 1
+            found.update(bad)
+    return sum(found.values()), n_seqs, found
+
+
+def warn_non_residues(seqs, source: str) -> int:
+    """Log a warning with the count of :func:`non_residue_characters` in ``seqs``; returns the count."""
+    n_chars, n_seqs, found = non_residue_characters(seqs)
+    if n_chars:
+        examples = ", ".join(repr(c) for c, _ in found.most_common(5))
+        logger.warning("%s: %d character(s) in %d sequence(s) are not amino-acid letters and are read as <OTHER> "
+                       "(e.g. %s)", source, n_chars, n_seqs, examples)
+    return n_chars
 
 
 def encode_residues(seq) -> np.ndarray:

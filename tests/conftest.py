@@ -6,6 +6,12 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import pytest
 
+from proteinbert.hardware import tune_cpu_allocator
+
+# The commands tune the CPU allocator at start-up (proteinbert.cli.main.prepare_process); the
+# tests call their main() functions in this process, so they get the same settings here.
+tune_cpu_allocator()
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PROTEINBERT_SHARED", REPO.parent / "shared"))
 FIXTURES = SHARED / "fixtures"

@@ -152,3 +152,13 @@ def test_compat_finetune_and_evaluate_by_len():
         FinetuningModelGenerator(generator, spec, pretraining_model_manipulation_function=len)
     with pytest.raises(InputError):
         OutputType(False, "ordinal")
+
+
+def test_default_evaluation_padding_follows_training():
+    model, expected = fixture_model()  # no training metadata: fixed padding, as 2021
+    seqs = [str(s) for s in expected["seqs"]]
+    ev = evaluate_by_len(model, seqs, [0, 1, 0, 1, 1], start_seq_len=64)
+    np.testing.assert_allclose(ev.predictions["prob"], expected["predictions"][:, 0], atol=1e-5)
+    bucketed = FinetunedModel(model.model, model.spec, {"config": {"padding": "bucket"}})
+    ev = evaluate_by_len(bucketed, seqs, [0, 1, 0, 1, 1], start_seq_len=64)
+    assert np.abs(ev.predictions["prob"] - expected["predictions"][:, 0]).max() > 1e-4

@@ -30,15 +30,16 @@ def test_finetune_then_predict_signalp(tmp_path, capsys):
                           "--architecture", TINY_ARCH, "--out", str(out), "-q", *QUICK_STAGES])
     assert code == 0, capsys.readouterr().err
     metrics = pd.read_csv(out / "test_metrics.csv")
-    assert metrics["Model seq len"].astype(str).tolist() == ["512", "All"]
+    # Evaluated as trained: fixed padding from the first stage's length (64), doubled to fit 72 tokens.
+    assert metrics["Model seq len"].astype(str).tolist() == ["128", "All"]
     assert metrics["# records"].tolist() == [20, 20]
     assert 0 <= metrics["AUC"].iloc[-1] <= 1
     confusion = pd.read_csv(out / "test_confusion_matrix.csv")
     assert confusion[["0", "1"]].to_numpy().sum() == 20
     saved = pd.read_csv(out / "test_predictions.csv")
     assert len(saved) == 20 and set(saved.columns) >= {"label", "prob", "pred"}
-    # Virtual padding defaults to --seq-len (512).
-    assert json.loads((out / "finetuning.json").read_text())["backbone_architecture"]["virtual_pad_length"] == 512
+    # Fixed padding (the default) has every pad: no virtual padding.
+    assert json.loads((out / "finetuning.json").read_text())["backbone_architecture"]["virtual_pad_length"] is None
 
     # predict from a FASTA with the same sequences gives the same probabilities.
     fasta = tmp_path / "in.fasta"
@@ -109,12 +110,17 @@ def test_unseen_test_category_fails_before_training(tmp_path, capsys):
     assert "test.csv line 3: category 'c' was not seen in training" in capsys.readouterr().err
 
 
-def test_usage_errors_exit_2(tmp_path, capsys):
-    assert finetune_main(["--train", "x.csv", "--out", "o"]) == 2  # neither --weights nor --from-scratch
+def test_usage_errors_exit_2(tmp_path, capsys, monkeypatch):
+    assert finetune_main(["--train", "x.csv", "--weights", "w.pkl", "--from-scratch", "--out", "o"]) == 2
+    # Neither --weights nor --from-scratch: the default weights, here absent (exit 1, saying where to get them).
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("PROTEINBERT_WEIGHTS", raising=False)
+    assert finetune_main(["--train", "x.csv", "--out", str(tmp_path / "o")]) == 1
+    assert "ftp://ftp.cs.huji.ac.il/users/nadavb/protein_bert/" in capsys.readouterr().err
     assert finetune_main(["--train", "x.csv", "--out", "o", "--from-scratch", "--stage", "bad"]) == 2
     assert finetune_main(["--train", "x.csv", "--out", "o", "--from-scratch", "--architecture", "[1]"]) == 2
     assert finetune_main(["--train", "x.csv", "--out", "o", "--from-scratch", "--virtual-pad-length", "-1"]) == 2
-    assert "--virtual-pad-length must be >= 0" in capsys.readouterr().err
+    assert "argument --virtual-pad-length: must be an integer >= 0. Received: '-1'" in capsys.readouterr().err
 
 
 def test_empty_split_and_missing_file_exit_1(tmp_path, capsys):
@@ -142,7 +148,7 @@ def test_benchmark_suite_small(tmp_path, capsys):
     assert -1 <= stab.score <= 1
     assert table.iloc[1].status.startswith("not run: missing PhosphositePTM")
     md = out.with_suffix(".md").read_text()
-    assert md.startswith("| benchmark |") and "| stability | global numeric | Spearman |" in md
+    assert "\n| benchmark |" in md and "| stability | global numeric | Spearman |" in md
     assert suite_main(["--small", "--from-scratch", "--benchmark", "nope", "--data-dir", str(data),
                        "--out", str(tmp_path / "x")]) == 1
     assert not (tmp_path / "x.csv").exists()

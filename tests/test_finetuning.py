@@ -295,7 +295,7 @@ def test_epochs_are_exact_passes():
     frame = read_benchmark("signalP_binary", "train", 100)
     seqs, labels = list(frame.seq), list(frame.label)
     train_batches = len(length_batches(EncodedSet.build(OutputSpec("global", "binary"), seqs[:70], labels[:70],
-                                                        4).n_tokens, 64, 16))
+                                                        4).n_tokens, 64, 16, FinetuneConfig().padding))
 
     class Steps(keras.callbacks.Callback):
         def __init__(self):
@@ -316,3 +316,47 @@ def test_epochs_are_exact_passes():
     y = np.array(labels[70:], dtype=float)
     loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
     np.testing.assert_allclose(fm.metadata["stages"][1]["history"]["val_loss"][-1], loss, rtol=1e-4)
+
+
+# ---- defaults: fixed padding, predictions padded as in training ----------------------------------
+
+def test_default_padding_is_fixed_and_predictions_follow_training():
+    import inspect
+
+    from proteinbert import finetuning as compat
+    from proteinbert.training.finetuning import DEFAULT_VIRTUAL_PAD_LENGTH
+
+    assert FinetuneConfig().padding == "fixed" and DEFAULT_VIRTUAL_PAD_LENGTH is None
+    assert inspect.signature(compat.finetune).parameters["padding"].default == "fixed"
+    assert inspect.signature(compat.FinetuningModelGenerator).parameters["virtual_pad_length"].default is None
+    frame = read_benchmark("signalP_binary", "train", 64)
+    seqs, labels = list(frame.seq), list(frame.label)
+    fm = finetune_from_backbone(tiny_backbone(), OutputSpec("global", "binary"), seqs[:48], labels[:48], config=QUICK)
+    assert fm.training_padding == ("fixed", 64)
+    default = np.concatenate(fm.predict(seqs[48:]))
+    np.testing.assert_array_equal(default, np.concatenate(fm.predict(seqs[48:], padding="fixed", seq_len=64)))
+    assert np.abs(default - np.concatenate(fm.predict(seqs[48:], padding="bucket"))).max() > 1e-4
+    assert FinetunedModel(fm.model, fm.spec).training_padding == ("fixed", 512)  # no metadata: as 2021
+
+
+@pytest.mark.slow
+def test_finetune_accuracy_benchmark_quick(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    data = require_shared("data", "protein_benchmarks", "signalP_binary.train.csv").parent
+    weights = require_shared("fixtures", "small_lamb.pkl")
+    out = tmp_path / "acc.json"
+    cmd = [sys.executable, str(repo / "benchmarks" / "finetune_accuracy.py"), "--quick", "--seeds", "0",
+           "--modes", "default,bucket", "--data-dir", str(data), "--weights", str(weights), "--out", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "| default | 1 |" in run.stdout and "| bucket | 1 |" in run.stdout
+    runs = json.loads(out.read_text())["runs"]
+    assert [(r["mode"], r["seed"]) for r in runs] == [("default", 0), ("bucket", 0)]
+    assert all(0 <= r["auc"] <= 1 for r in runs)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)  # resumes: nothing left to run
+    assert again.returncode == 0 and '"mode"' not in again.stdout

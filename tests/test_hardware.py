@@ -35,22 +35,38 @@ def test_bfloat16_detection_and_warning(tmp_path, caplog):
 
 
 @pytest.mark.parametrize("preset, expected", [(None, "true"), ("false", "false")])
-def test_import_selects_the_pooling_cpu_allocator_unless_told_otherwise(preset, expected):
+def test_tuning_selects_the_pooling_cpu_allocator_unless_told_otherwise(preset, expected):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
     if preset is not None:
         env["TF_CPU_ALLOCATOR_USE_BFC"] = preset
-    code = "import os, proteinbert; print(os.environ['TF_CPU_ALLOCATOR_USE_BFC'])"
+    code = ("import os, proteinbert, proteinbert.tokenizer; before = os.environ.get('TF_CPU_ALLOCATOR_USE_BFC'); "
+            "from proteinbert.hardware import tune_cpu_allocator; tune_cpu_allocator(); "
+            "print(before, os.environ['TF_CPU_ALLOCATOR_USE_BFC'])")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == expected
+    assert done.stdout.split() == [str(preset), expected]  # the import alone changes nothing
+
+
+def test_the_command_entry_point_tunes_the_allocator():
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPU_ALLOCATOR_USE_BFC", "MALLOC_TOP_PAD_")}
+    code = ("import os, sys; from proteinbert.cli import main; "
+            "main.COMMANDS['probe'] = ('_probe', ''); sys.modules['proteinbert.cli._probe'] = type(sys)('p'); "
+            "sys.modules['proteinbert.cli._probe'].main = lambda argv: print(os.environ['TF_CPU_ALLOCATOR_USE_BFC']) or 0; "
+            "sys.exit(main.main(['probe']))")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "true"
 
 
 _HEAP_CYCLE = r"""
-import ctypes, resource, proteinbert
+import ctypes, resource, sys, proteinbert.hardware
+if sys.argv[1] == "tune":
+    proteinbert.hardware.tune_cpu_allocator()
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
 def cycle():  # 8 MiB in 64 KiB blocks: below the mmap threshold, so from the heap's top
-    blocks = [libc.malloc(64 << 10) for _ in range(128)]
+    blocks = [0] * 128  # the list first, so that none of its own memory lands above the blocks
+    for i in range(128):
+        blocks[i] = libc.malloc(64 << 10)
     for b in blocks:
         ctypes.memset(b, 1, 64 << 10)
     for b in reversed(blocks):
@@ -63,16 +79,18 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
-@pytest.mark.parametrize("preset", [None, "0"])
-def test_import_keeps_freed_heap_pages_unless_told_otherwise(preset):
-    # Freed memory at the top of the heap stays mapped, so reusing it takes no page faults;
-    # MALLOC_TOP_PAD_=0 in the environment (glibc's own setting) gives it back at once.
+@pytest.mark.parametrize("preset, tune", [(None, True), ("0", True), (None, False)])
+def test_tuning_keeps_freed_heap_pages_unless_told_otherwise(preset, tune):
+    # After tune_cpu_allocator(), freed memory at the top of the heap stays mapped, so reusing it
+    # takes no page faults; MALLOC_TOP_PAD_=0 in the environment (glibc's own setting) gives it
+    # back at once, and so does glibc when nothing was tuned (importing proteinbert tunes nothing).
     env = {k: v for k, v in os.environ.items() if k != "MALLOC_TOP_PAD_"}
     if preset is not None:
         env["MALLOC_TOP_PAD_"] = preset
-    done = subprocess.run([sys.executable, "-c", _HEAP_CYCLE], env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", _HEAP_CYCLE, "tune" if tune else "no"], env=env,
+                          capture_output=True, text=True, check=True)
     faults = int(done.stdout.strip())
-    if preset is None:
+    if preset is None and tune:
         assert faults < 200
     else:
         assert faults > 1500  # 2,048 pages of 4 KiB

@@ -34,6 +34,9 @@ def test_every_output_is_written(finished):
     assert (out / "dataset.h5").is_file() and (out / "pretrain" / "DONE.json").is_file()
     report = (out / "report.md").read_text()
     assert "| membrane |" in report and "held-out metric" in report
+    assert "accuracy at corrupted positions" in report and "most frequent token: " in report
+    assert "label frequencies: " in report and "any constant score: 0.5000" in report
+    assert "docs/results/" in report and "token accuracy" not in report
     assert (out / "plots" / "pretraining_curves.png").stat().st_size > 5000
     assert (out / "plots" / "roc_membrane.png").stat().st_size > 5000
     membrane = json.loads((out / "membrane" / "DONE.json").read_text())
@@ -79,3 +82,42 @@ def test_bad_settings_and_usage(tmp_path):
     assert cli.main(["--fasta", "x.fasta", "-o", str(tmp_path)]) == 2
     rc = cli.main(["-o", str(tmp_path / "o"), "--data-dir", str(tmp_path), "-q"])
     assert rc == 1  # the bundled inputs are not in tmp_path
+
+
+def _history(corrupted_acc, macro, micro):
+    before = dict(epoch=0, step=0, samples=0, eval_seq_loss=3.3, eval_corrupted_accuracy=0.03,
+                  eval_corrupted_unigram_baseline=0.09, eval_corrupted_positions=1234, eval_uncorrupted_accuracy=0.05,
+                  eval_go_auc_macro=0.49, eval_go_auc_micro=0.6, eval_go_auc_micro_baseline=0.79,
+                  eval_go_terms_scored=57)
+    after = dict(before, epoch=2, step=40, samples=640, seq_loss=2.9, corrupted_accuracy=0.02,
+                 uncorrupted_accuracy=0.95, eval_seq_loss=2.8, eval_corrupted_accuracy=corrupted_acc,
+                 eval_uncorrupted_accuracy=0.952, eval_go_auc_macro=macro, eval_go_auc_micro=micro)
+    return [before, after]
+
+
+def test_report_gives_corrupted_accuracy_and_the_baselines(tmp_path):
+    from proteinbert.pipeline import step_report
+
+    settings = PipelineSettings(output_dir=tmp_path, holdout_records=60)
+    pretraining = {"epochs": 2, "samples": 640, "seconds": 12.0, "history": _history(0.018, 0.527, 0.80)}
+    report = step_report(settings, {"n_records": 2000, "n_annotations": 57}, pretraining, {"signalp": None}).read_text()
+    rows = {line.split(" | ")[0]: line for line in report.splitlines() if line.startswith("| ")}
+    assert rows["| accuracy at corrupted positions (1234 positions)"].endswith(
+        "| most frequent token: 0.0900 | 0.0300 | 0.0180 |")
+    assert rows["| accuracy at uncorrupted positions"].endswith("| copying the input: 1.0000 | 0.0500 | 0.9520 |")
+    assert rows["| GO AUC, macro over 57 GO terms"].endswith("| any constant score: 0.5000 | 0.4900 | 0.5270 |")
+    assert rows["| GO AUC, micro"].endswith("| label frequencies: 0.7900 | 0.6000 | 0.8000 |")
+    verdict = [line for line in report.splitlines() if "baselines" in line]
+    assert len(verdict) == 1 and verdict[0].startswith("These few minutes of pretraining do not beat the baselines")
+    assert "accuracy at corrupted positions 0.018 vs baseline 0.090" in verdict[0]
+    assert "docs/results/" in verdict[0] and "token accuracy" not in report
+    assert (tmp_path / "plots" / "pretraining_curves.png").stat().st_size > 5000
+
+
+def test_verdict_says_so_when_the_baselines_are_beaten():
+    from proteinbert.pipeline import pretraining_verdict
+
+    assert pretraining_verdict(_history(0.2, 0.8, 0.9)[-1]).startswith("After pretraining, every held-out metric beats")
+    # a noise-level lead does not count
+    assert "GO AUC, macro 0.505 vs baseline 0.500" in pretraining_verdict(_history(0.2, 0.505, 0.9)[-1])
+    assert "no held-out evaluation" in pretraining_verdict({})

@@ -76,7 +76,15 @@ def test_run_saves_history_and_2021_pkl(reference, h5_path):
     assert state["annotations"][:2] == sorted(state["annotations"])[:2] and len(state["annotations"]) == w.n_annotations
     assert state["step"] == 16 and state["architecture"]["d_seq"] == 16
     history = (out / "history.tsv").read_text().splitlines()
-    assert len(history) == 1 + 5 and "eval_go_auc" in history[0]
+    assert len(history) == 1 + 5 and "eval_go_auc_macro" in history[0]
+    last = result.history[-1]
+    assert 0 <= last["corrupted_accuracy"] <= 1 and 0 <= last["uncorrupted_accuracy"] <= 1
+    assert "token_accuracy" not in last and "eval_token_accuracy" not in last  # no headline copying reaches
+    # ~5 % of the clean tokens are corrupted: a few hundred positions; the most frequent residue
+    # (L) covers about a tenth of them
+    assert 0.03 < last["eval_corrupted_unigram_baseline"] < 0.3 and last["eval_corrupted_positions"] > 20
+    assert 1 <= last["eval_go_terms_scored"] <= w.n_annotations
+    assert 0.5 <= last["eval_go_auc_micro_baseline"] <= 1
     import tensorflow as tf
 
     tags = set()
@@ -85,8 +93,10 @@ def test_run_saves_history_and_2021_pkl(reference, h5_path):
             for value in event.summary.value:
                 tags.add(value.tag)
                 assert value.metadata.plugin_data.plugin_name == "scalars"
-    assert {"loss", "seq_loss", "annot_loss", "token_accuracy", "learning_rate", "samples_per_s", "tokens_per_s",
-            "eval_token_accuracy", "eval_go_auc"} <= tags
+    assert {"loss", "seq_loss", "annot_loss", "corrupted_accuracy", "uncorrupted_accuracy", "learning_rate",
+            "samples_per_s", "tokens_per_s", "eval_seq_loss", "eval_corrupted_accuracy",
+            "eval_corrupted_unigram_baseline", "eval_uncorrupted_accuracy", "eval_go_auc_macro",
+            "eval_go_auc_micro", "eval_go_auc_micro_baseline", "eval_go_terms_scored"} <= tags
     assert not list(out.glob(".partial-*"))
 
 
@@ -102,6 +112,83 @@ def test_column_auc_matches_sklearn():
     want = [roc_auc_score(y[keep[:, j], j], scores[keep[:, j], j]) for j in range(4)]
     np.testing.assert_allclose(got[:4], want, rtol=1e-12)
     assert np.isnan(got[4])
+
+
+def _hand_made_batch():
+    """Two proteins, four corrupted positions whose clean tokens are A, L, K, L (most frequent: L,
+    2 of 4), and four annotated proteins over two GO terms."""
+    from proteinbert.data.pretraining_batches import PretrainingBatch
+    from proteinbert.tokenizer import END_ID, PAD_ID, START_ID, TOKEN_TO_ID as T
+
+    enc = lambda s: [T[c] for c in s]  # noqa: E731
+    targets = np.array([[START_ID, *enc("AAL"), END_ID, PAD_ID], [START_ID, *enc("AKLL"), END_ID],
+                        [START_ID, *enc("MM"), END_ID, PAD_ID, PAD_ID], [START_ID, *enc("M"), END_ID] + [PAD_ID] * 3],
+                       np.int32)
+    tokens = targets.copy()
+    for (i, j), new in {(0, 1): "W", (0, 3): "Y", (1, 2): "W", (1, 4): "C"}.items():
+        tokens[i, j] = T[new]
+    y = np.array([[1, 0], [1, 0], [0, 1], [1, 0]], np.float32)
+    return PretrainingBatch(-1, 0, tokens, np.zeros_like(y), targets, y, (targets != PAD_ID).astype(np.float32),
+                            np.ones(4, np.float32), np.arange(4)), T
+
+
+def test_metrics_and_baselines_on_a_hand_made_batch():
+    from proteinbert.tokenizer import VOCAB_SIZE
+    from proteinbert.training.pretraining import MACRO_AUC_BASELINE, describe_heldout, evaluate_batch
+
+    batch, T = _hand_made_batch()
+    freqs = np.array([0.6, 0.2])
+    onehot = lambda ids: np.eye(VOCAB_SIZE, dtype=np.float32)[ids]  # noqa: E731
+    go = lambda t: np.tile(freqs, (len(t), 1))  # noqa: E731 -- scores = training label frequencies
+
+    copy = evaluate_batch(lambda t, a: (onehot(t), go(t)), batch, batch_size=3, label_frequencies=freqs)
+    assert copy["eval_corrupted_accuracy"] == 0.0 and copy["eval_uncorrupted_accuracy"] == 1.0
+    assert copy["eval_corrupted_unigram_baseline"] == 0.5 and copy["eval_corrupted_positions"] == 4
+    # the label-frequency model: 3 positives at 0.6, 1 at 0.2; 1 negative at 0.6, 3 at 0.2:
+    # (3·3 wins + (3·1 + 1·3) / 2 ties) / 16 pairs = 0.75, and every term's AUC is a tie
+    assert copy["eval_go_auc_micro"] == copy["eval_go_auc_micro_baseline"] == 0.75
+    assert copy["eval_go_auc_macro"] == MACRO_AUC_BASELINE and copy["eval_go_terms_scored"] == 2
+
+    always_l = evaluate_batch(lambda t, a: (onehot(np.full_like(t, T["L"])), go(t)), batch)
+    assert always_l["eval_corrupted_accuracy"] == always_l["eval_corrupted_unigram_baseline"] == 0.5
+    oracle = evaluate_batch(lambda t, a: (onehot(batch.token_targets[:len(t)]), batch.annotation_targets[:len(t)]),
+                            batch, label_frequencies=freqs)
+    assert oracle["eval_corrupted_accuracy"] == 1.0 and oracle["eval_go_auc_micro"] == 1.0
+    assert oracle["eval_go_auc_macro"] == 1.0 and oracle["eval_go_auc_micro_baseline"] == 0.75
+    assert "eval_go_auc_micro_baseline" not in evaluate_batch(lambda t, a: (onehot(t), go(t)), batch)
+    text = describe_heldout(copy)
+    assert "accuracy at corrupted positions 0.0000 (most-frequent-token baseline 0.5000, 4 positions)" in text
+    assert "macro 0.5000 over 2 terms" in text and "label-frequency baseline 0.7500" in text
+
+
+def test_accuracy_counts_are_the_same_in_numpy_and_in_the_training_step():
+    import keras
+    import tensorflow as tf
+
+    from proteinbert.training.pretraining import accuracies, accuracy_counts
+
+    batch, T = _hand_made_batch()
+    pred = batch.token_targets.copy()
+    pred[0, 3] = T["A"]  # one corrupted position wrong
+    pred[2, 1] = T["A"]  # one uncorrupted position wrong
+    want = accuracy_counts(pred, batch.tokens, batch.token_targets, batch.token_weights)
+    np.testing.assert_array_equal(want, [4, 3, 14, 13])
+    graph = tf.function(lambda *a: accuracy_counts(*a, xp=keras.ops))
+    got = graph(*(tf.constant(v) for v in (pred, batch.tokens, batch.token_targets, batch.token_weights)))
+    np.testing.assert_array_equal(got.numpy(), want)
+    assert accuracies(want, "eval_") == {"eval_corrupted_accuracy": 0.75, "eval_uncorrupted_accuracy": 13 / 14}
+
+
+def test_label_frequencies_come_from_the_training_records(h5_path):
+    from proteinbert.data.h5dataset import PretrainingDataset
+    from proteinbert.training.pretraining import training_label_frequencies
+
+    with PretrainingDataset(h5_path) as ds:
+        got = training_label_frequencies(ds, DATA, chunk=7)
+        recs = ds.read(0, len(ds) - DATA.holdout_records)
+        keep = recs.annotation_masks.any(axis=1) & ~recs.test_set_mask
+        np.testing.assert_allclose(got, recs.annotation_masks[keep].mean(axis=0))
+        assert training_label_frequencies(ds, DATA, max_records=0) is None
 
 
 def test_resume_continues_exactly(reference, h5_path, tmp_path):
@@ -356,4 +443,4 @@ def test_pretrains_on_a_file_written_by_create_dataset(tmp_path):
     assert result.step == 3 and np.isfinite(_losses(result)).all()
     state = json.loads((result.last_save.path / "state.json").read_text())
     assert len(state["annotations"]) > 50 and all(t.startswith("GO:") for t in state["annotations"])
-    assert "eval_go_auc" in result.history[-1]
+    assert "eval_go_auc_macro" in result.history[-1]

@@ -1,1 +1,2 @@
-"""Command-line interfaces: each module has ``main(argv=None) -> int``."""
+"""Command-line interfaces: each module has ``main(argv=None) -> int``; :mod:`.main` is the
+``proteinbert`` command that dispatches to them."""

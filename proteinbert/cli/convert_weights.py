@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import sys
 
-from ._common import UsageError, make_parser, run_cli
+from ..io_utils import claim_output
+from ._common import UsageError, make_parser, parse_architecture, run_cli
+from ._common import add_positional
 
 
 def build_parser():
     p = make_parser("convert_weights", "Convert ProteinBERT weights between .pkl (2021 format), .keras and "
                                        ".weights.h5; the format is chosen by each file's extension.")
-    p.add_argument("source", help="input weights (.pkl, .keras or .weights.h5)")
-    p.add_argument("destination", help="output weights (.pkl, .keras or .weights.h5), written atomically")
+    add_positional(p, "source", "-i", "--input", help="input weights (.pkl, .keras or .weights.h5)")
+    add_positional(p, "destination", "-o", "--output",
+                   help="output weights (.pkl, .keras or .weights.h5), written atomically")
     p.add_argument("--architecture", help="JSON of ProteinBertBackbone keyword arguments; needed to read "
                                           ".weights.h5, e.g. '{\"n_annotations\": 8943}'")
     p.add_argument("--overwrite", action="store_true", help="replace an existing destination")
@@ -20,8 +23,6 @@ def build_parser():
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     from ..weights.convert import load_backbone, save_backbone, weights_format
 
     try:
@@ -29,18 +30,14 @@ def run(args) -> int:
         weights_format(args.destination)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    if Path(args.destination).exists() and not args.overwrite:
-        raise UsageError(f"destination {args.destination} exists; pass --overwrite to replace it")
     architecture = None
     if args.architecture:
-        try:
-            architecture = json.loads(args.architecture)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"--architecture is not valid JSON: {exc}. Received: {args.architecture!r}") from exc
+        architecture = parse_architecture(args.architecture)
     elif args.source.endswith(".weights.h5"):
         raise UsageError("reading .weights.h5 needs --architecture")
-    model = load_backbone(args.source, architecture=architecture)
-    save_backbone(model, args.destination)
+    with claim_output(args.destination, {"SOURCE": args.source}, "DESTINATION", overwrite=args.overwrite):
+        model = load_backbone(args.source, architecture=architecture)
+        save_backbone(model, args.destination)
     print(f"wrote {args.destination} ({model.count_params():,} parameters, {json.dumps(model.architecture)})")
     return 0
 
@@ -50,4 +47,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .main import run_as_command
+
+    sys.exit(run_as_command(main))

@@ -11,8 +11,10 @@ To (re)designate the test set of an existing file, use ``set_test_set``.
 
 from __future__ import annotations
 
+import sys
+
 from ..data.dataset_builder import DatasetSettings, build_dataset
-from ._common import UsageError, make_parser, run_cli
+from ._common import UsageError, make_parser, positive_int, probability, run_cli, seed_int
 
 
 def build_parser():
@@ -32,18 +34,23 @@ def build_parser():
                           "whole, or by the accession of UniProt-style ids (sp|P12345|NAME)")
     src.add_argument("--go-tsv", metavar="TSV", help="TSV(.gz): accession<TAB>GO ids (';'-joined), needs --fasta")
     parser.add_argument("--go-obo", required=True, metavar="OBO", help="Gene Ontology in OBO 1.2 (go.obo or go-basic.obo, .gz ok)")
-    parser.add_argument("--output", "-o", required=True, metavar="H5", help="output .h5 (written atomically; replaced if present)")
-    parser.add_argument("--min-records", type=int, default=100, metavar="N",
+    parser.add_argument("--output", "-o", required=True, metavar="H5",
+                        help="output .h5 (written atomically; replaced if present; never one of the inputs)")
+    parser.add_argument("--min-records", type=positive_int, default=100, metavar="N",
                         help="keep GO terms annotated to at least N records (default: 100)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the shuffle and the test-set draw (default: 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the shuffle and the test-set draw (default: 0)")
     parser.add_argument("--test-ids", metavar="FILE",
                         help="file of UniProt entry names or accessions (one per line) to put in the test set")
-    parser.add_argument("--test-probability", type=float, default=0.0, metavar="P",
+    parser.add_argument("--test-probability", type=probability, default=0.0, metavar="P",
                         help="also put each record in the test set with probability P (default: 0)")
     parser.add_argument("--follow-part-of", action="store_true",
                         help="propagate annotations over part_of as well as is_a")
     parser.add_argument("--fail-on-missing", action="store_true",
                         help="fail (exit 1) if an annotated entry has no sequence in the FASTA (default: count and skip)")
+    parser.add_argument("--allow-obo-defects", action="store_true",
+                        help="only warn about duplicate or incomplete [Term] stanzas, a truncated file and parents "
+                             "without a stanza in --go-obo (default: fail, since annotations to those terms are lost); "
+                             "is_a cycles always fail")
     parser.add_argument("--temp-dir", metavar="DIR", help="scratch directory (default: next to --output)")
     parser.add_argument("--single-process", action="store_true",
                         help="parse inputs in this process (default: in a worker process, using a second core)")
@@ -66,10 +73,6 @@ def settings_from_args(args) -> DatasetSettings:
         kind, xml = "fasta_tsv", None
     else:
         raise UsageError("choose an input: --uniref-xml with --fasta, --uniprot-xml, or --fasta with --go-tsv")
-    if args.min_records < 1:
-        raise UsageError(f"--min-records must be ≥ 1. Received: {args.min_records}")
-    if not 0.0 <= args.test_probability <= 1.0:
-        raise UsageError(f"--test-probability must be in [0, 1]. Received: {args.test_probability}")
     return DatasetSettings(
         output=args.output, go_obo=args.go_obo, input_kind=kind, xml=xml,
         fasta=args.fasta, go_tsv=args.go_tsv if kind == "fasta_tsv" else None,
@@ -77,6 +80,7 @@ def settings_from_args(args) -> DatasetSettings:
         test_probability=args.test_probability, follow_part_of=args.follow_part_of,
         fail_on_missing_sequences=args.fail_on_missing, temp_dir=args.temp_dir,
         progress=not (args.no_progress or args.quiet), parallel=not args.single_process,
+        allow_obo_defects=args.allow_obo_defects,
     )
 
 
@@ -87,3 +91,9 @@ def main(argv=None) -> int:
         build_dataset(settings_from_args(args))  # logs its summary
 
     return run_cli(parser, run, argv)
+
+
+if __name__ == "__main__":
+    from .main import run_as_command
+
+    sys.exit(run_as_command(main))

@@ -5,30 +5,32 @@ from __future__ import annotations
 import json
 import sys
 
-from ._common import UsageError, add_threads_argument, apply_threads, make_parser, run_cli
+from ..io_utils import claim_output
+from ._common import add_threads_argument, apply_threads, make_parser, non_negative_int, positive_int, run_cli
 
 
 def build_parser():
     p = make_parser("embed", "Embed the proteins of a FASTA file with ProteinBERT into an HDF5 file.")
-    p.add_argument("--weights", required=True,
-                   help="model weights: released-format .pkl (e.g. epoch_92400_sample_23500000.pkl) or .keras")
+    p.add_argument("--weights",
+                   help="model weights: released-format .pkl (e.g. epoch_92400_sample_23500000.pkl) or .keras "
+                        "(default: $PROTEINBERT_WEIGHTS, else ~/proteinbert_models/epoch_92400_sample_23500000.pkl)")
     p.add_argument("--input", "-i", required=True, help="FASTA file (plain or .gz)")
     p.add_argument("--output", "-o", required=True, help="HDF5 file to write (written atomically)")
     p.add_argument("--layers", choices=("last", "all"), default="last",
                    help="'last': final block only (128 per residue / 512 per protein for the released model); "
                         "'all': the 2021 concatenation of every layer (1562 / 15599). Default: last")
     p.add_argument("--per-residue", action="store_true", help="also write per-residue (local) embeddings")
-    p.add_argument("--max-tokens", type=int, default=16384, help="padded tokens per batch (default 16384)")
-    p.add_argument("--max-batch-size", type=int, default=128, help="sequences per batch at most (default 128)")
-    p.add_argument("--min-length", type=int, default=0,
+    p.add_argument("--max-tokens", type=positive_int, default=16384, help="padded tokens per batch (default 16384)")
+    p.add_argument("--max-batch-size", type=positive_int, default=128, help="sequences per batch at most (default 128)")
+    p.add_argument("--min-length", type=non_negative_int, default=0,
                    help="pad every protein to at least this many tokens (512 = the 2021 behaviour); default 0")
-    p.add_argument("--virtual-pad-length", type=int, default=0,
+    p.add_argument("--virtual-pad-length", type=non_negative_int, default=0,
                    help="let the attention count the <PAD> positions of padding to this length without computing "
                         "them: 512 comes close to the 2021 512-padded embeddings at a fraction of the cost; "
                         "default 0 (off)")
     p.add_argument("--xla", action="store_true",
                    help="compile with XLA: faster on large files, but each length bucket compiles once")
-    p.add_argument("--chunk-length", type=int, default=4096,
+    p.add_argument("--chunk-length", type=non_negative_int, default=4096,
                    help="batches padded beyond this many positions run chunk by chunk: same numbers, "
                         "bounded memory on long proteins (default 4096; 0 = never)")
     p.add_argument("--mixed-precision", action="store_true", help="compute in bfloat16 (outputs stay float32)")
@@ -38,17 +40,16 @@ def build_parser():
 
 
 def run(args) -> int:
-    from pathlib import Path
+    from ..weights.locate import resolve_weights
 
-    if Path(args.output).exists() and not args.overwrite:
-        raise UsageError(f"--output {args.output} exists; pass --overwrite to replace it")
-    if args.max_tokens < 1 or args.max_batch_size < 1:
-        raise UsageError(f"--max-tokens and --max-batch-size must be positive. Received: "
-                         f"{args.max_tokens}, {args.max_batch_size}")
-    if args.chunk_length < 0:
-        raise UsageError(f"--chunk-length must be >= 0. Received: {args.chunk_length}")
-    if args.virtual_pad_length < 0:
-        raise UsageError(f"--virtual-pad-length must be >= 0. Received: {args.virtual_pad_length}")
+    args.weights = str(resolve_weights(args.weights))  # a missing file is reported before TensorFlow starts
+    # Owned from the start: a second run on the same --output fails at once instead of racing this one.
+    with claim_output(args.output, {"--input": args.input, "--weights": args.weights}, "--output",
+                      overwrite=args.overwrite):
+        return _embed(args)
+
+
+def _embed(args) -> int:
     apply_threads(args)
     from ..embeddings import EmbeddingSettings, embed_fasta
     from ..weights.convert import load_backbone
@@ -72,4 +73,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .main import run_as_command
+
+    sys.exit(run_as_command(main))

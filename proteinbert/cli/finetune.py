@@ -2,22 +2,28 @@
 
 Example::
 
-    finetune --train signalP_binary.train.csv --test signalP_binary.test.csv \\
-        --level global --task binary --weights epoch_92400_sample_23500000.pkl --out signalp_model
+    proteinbert finetune --train signalP_binary.train.csv --test signalP_binary.test.csv \\
+        --level global --task binary --weights epoch_92400_sample_23500000.pkl -o signalp_model
 """
 
 from __future__ import annotations
 
-import json
+import sys
 
 from ..errors import InputError
-from ._common import UsageError, add_threads_argument, apply_threads, make_parser, run_cli
+from ..io_utils import claim_output
+from ._common import (
+    UsageError, add_threads_argument, apply_threads, fraction_below_one, make_parser, non_negative_int,
+    parse_architecture, positive_float, positive_int, run_cli, seed_int,
+)
+from ._common import hide_aliases
 
 
 def build_parser():
     p = make_parser("finetune", "Fine-tune ProteinBERT (staged schedule) and evaluate on a test split.")
     io = p.add_argument_group("inputs and outputs")
-    io.add_argument("--train", required=True, help="training CSV (columns seq,label) or FASTA (with --train-labels)")
+    io.add_argument("-i", "--input", "--train", dest="train", required=True,
+                    help="training CSV (columns seq,label) or FASTA (with --train-labels)")
     io.add_argument("--valid", help="validation CSV/FASTA (early stopping, learning-rate schedule)")
     io.add_argument("--test", help="test CSV/FASTA: metrics by length are written to the model directory")
     for split in ("train", "valid", "test"):
@@ -25,40 +31,45 @@ def build_parser():
     io.add_argument("--seq-col", default="seq")
     io.add_argument("--label-col", default="label")
     io.add_argument("--id-col", help="CSV column with record ids (FASTA: the record id)")
-    io.add_argument("--out", required=True, help="model directory to create")
+    hide_aliases(io.add_argument("-o", "--output", "--out", dest="out", required=True,
+                                 help="model directory to create"), "--out")
     io.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
-    io.add_argument("--max-records", type=int, help="use only the first N records of each split (quick runs)")
+    io.add_argument("--max-records", type=positive_int, help="use only the first N records of each split (quick runs)")
     m = p.add_argument_group("model")
     m.add_argument("--level", choices=("global", "local"), default="global", help="per protein or per residue")
     m.add_argument("--task", choices=("binary", "categorical", "numeric", "multilabel"), default="binary")
-    start = m.add_mutually_exclusive_group(required=True)
+    start = m.add_mutually_exclusive_group()
     start.add_argument("--weights", help="released-format .pkl (2021 weights or a pretraining save: the .pkl "
-                                         "or its directory) or a saved .keras backbone")
+                                         "or its directory) or a saved .keras backbone (default: "
+                                         "$PROTEINBERT_WEIGHTS, else ~/proteinbert_models/epoch_92400_sample_23500000.pkl)")
     start.add_argument("--from-scratch", action="store_true", help="no pretraining (random initialisation)")
     m.add_argument("--architecture", default="{}",
                    help='with --from-scratch: JSON of backbone sizes, e.g. \'{"d_seq": 32, "n_blocks": 2}\'')
     m.add_argument("--hidden-layers", choices=("all", "last"), default="all",
                    help="head input: the 2021 concatenation of all layers, or the last block only")
-    m.add_argument("--dropout", type=float, default=0.5)
-    m.add_argument("--virtual-pad-length", type=int, metavar="N",
+    m.add_argument("--dropout", type=fraction_below_one, default=0.5, help="dropout rate in [0, 1) (default 0.5)")
+    m.add_argument("--virtual-pad-length", type=non_negative_int, metavar="N",
                    help="global attention as if every batch were padded to N tokens, as the 2021 code padded to "
-                        "its seq-len, at the cost of the batch's own length (default: --seq-len; 0: off)")
+                        "its seq-len, at the cost of the batch's own length; for --padding bucket "
+                        "(default: --seq-len with --padding bucket, else off; 0: off)")
     s = p.add_argument_group("schedule (default: the 2021 one)")
     s.add_argument("--stage", action="append", metavar="NAME:LR:EPOCHS:frozen|unfrozen[:SEQ_LEN[:BATCH]]",
                    help="replace the default stages (repeat for several)")
-    s.add_argument("--seq-len", type=int, default=512)
-    s.add_argument("--batch-size", type=int, default=32)
-    s.add_argument("--max-epochs", type=int, default=40, help="per stage")
-    s.add_argument("--lr", type=float, default=1e-4)
-    s.add_argument("--frozen-lr", type=float, default=1e-2)
+    s.add_argument("--seq-len", type=positive_int, default=512)
+    s.add_argument("--batch-size", type=positive_int, default=32)
+    s.add_argument("--max-epochs", type=positive_int, default=40, help="per stage")
+    s.add_argument("--lr", type=positive_float, default=1e-4)
+    s.add_argument("--frozen-lr", type=positive_float, default=1e-2)
     s.add_argument("--no-frozen-stage", action="store_true")
-    s.add_argument("--final-epochs", type=int, default=1)
-    s.add_argument("--final-seq-len", type=int, default=1024)
-    s.add_argument("--final-lr", type=float, default=1e-5)
-    s.add_argument("--padding", choices=("bucket", "fixed"), default="bucket",
-                   help="bucket: each batch padded to its length bucket; fixed: to the stage's seq-len (2021)")
-    s.add_argument("--crop-len", type=int, help="crop longer sequences to this many residues (off by default)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--final-epochs", type=non_negative_int, default=1)
+    s.add_argument("--final-seq-len", type=positive_int, default=1024)
+    s.add_argument("--final-lr", type=positive_float, default=1e-5)
+    s.add_argument("--padding", choices=("fixed", "bucket"), default="fixed",
+                   help="fixed (default): every batch padded to the stage's seq-len, as in 2021; bucket: each "
+                        "batch to its length bucket, faster on short proteins but less accurate "
+                        "(docs/results/finetune_accuracy.md)")
+    s.add_argument("--crop-len", type=positive_int, help="crop longer sequences to this many residues (off by default)")
+    s.add_argument("--seed", type=seed_int, default=0)
     s.add_argument("--run-eagerly", action="store_true",
                    help="no graph compilation (debugging; faster only for a few tiny batches)")
     add_threads_argument(s)
@@ -69,17 +80,12 @@ def _job(args):
     from ..training.finetuning import FinetuneConfig, default_stages, parse_stage
     from ..training.jobs import FinetuneJob
 
-    try:
-        architecture = json.loads(args.architecture)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"--architecture is not JSON: {exc}. Received: {args.architecture!r}") from None
-    if not isinstance(architecture, dict):
-        raise UsageError(f"--architecture must be a JSON object. Received: {args.architecture!r}")
+    architecture = parse_architecture(args.architecture)
     if architecture and not args.from_scratch:
         raise UsageError("--architecture only applies with --from-scratch (weights imply their architecture)")
-    virtual = args.seq_len if args.virtual_pad_length is None else args.virtual_pad_length
-    if virtual < 0:
-        raise UsageError(f"--virtual-pad-length must be >= 0 (0: off). Received: {virtual}")
+    # Virtual padding stands in for the pads that buckets leave out; fixed padding has them all.
+    virtual = (args.seq_len if args.padding == "bucket" else 0) if args.virtual_pad_length is None \
+        else args.virtual_pad_length
     try:
         if args.stage:
             stages = tuple(parse_stage(s) for s in args.stage)
@@ -101,10 +107,18 @@ def _job(args):
 
 
 def run(args):
-    apply_threads(args)
-    from ..training.jobs import run_finetune_job
+    if not args.from_scratch:
+        from ..weights.locate import resolve_weights
 
-    result = run_finetune_job(_job(args))
+        args.weights = str(resolve_weights(args.weights))  # a missing file is reported before any work
+    job = _job(args)  # every usage error before any work
+    inputs = {f"--{name.replace('_', '-')}": getattr(args, name)
+              for name in ("train", "valid", "test", "train_labels", "valid_labels", "test_labels", "weights")}
+    with claim_output(args.out, inputs, "--out", overwrite=args.overwrite, kind="dir"):
+        apply_threads(args)
+        from ..training.jobs import run_finetune_job
+
+        result = run_finetune_job(job)
     if result.evaluation is not None:
         print(result.evaluation.results.to_string(index=False))
     print(f"model written to {result.out_dir}")
@@ -112,3 +126,9 @@ def run(args):
 
 def main(argv=None) -> int:
     return run_cli(build_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    from .main import run_as_command
+
+    sys.exit(run_as_command(main))

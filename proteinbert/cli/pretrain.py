@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
-from ._common import EXIT_INTERRUPTED, UsageError, add_threads_argument, apply_threads, make_parser, run_cli
+from ..io_utils import check_output_path, claim_output
+from ._common import add_positional, hide_aliases
+from ._common import (
+    EXIT_INTERRUPTED, UsageError, add_threads_argument, apply_threads, make_parser, non_negative_int, positive_float,
+    positive_int, run_cli, seed_int,
+)
 
 
 def _episodes(text: str):
@@ -13,7 +19,7 @@ def _episodes(text: str):
         episodes = tuple(tuple(int(x) for x in part.split(":")) for part in text.split(","))
     except ValueError:
         episodes = ()
-    if not episodes or any(len(e) != 2 for e in episodes):
+    if not episodes or any(len(e) != 2 or min(e) < 1 for e in episodes):
         raise UsageError(f"--episodes must look like 128:128,512:64,1024:32 (seq_len:batch_size). Received: {text!r}")
     return episodes
 
@@ -21,32 +27,33 @@ def _episodes(text: str):
 def build_parser():
     p = make_parser("pretrain", "Pretrain ProteinBERT (masked tokens + GO annotations) on an HDF5 dataset "
                                 "made by create_dataset (or a 2021 one).")
-    p.add_argument("dataset", help="pretraining HDF5 file")
-    p.add_argument("--output-dir", "-o", required=True, help="directory for saves, history.tsv and TensorBoard logs")
-    p.add_argument("--resume", action="store_true", help="continue exactly from the newest save in --output-dir")
+    add_positional(p, "dataset", "-i", "--input", help="pretraining HDF5 file")
+    hide_aliases(p.add_argument("-o", "--output", "--output-dir", dest="output_dir", required=True,
+                                help="directory for saves, history.tsv and TensorBoard logs"), "--output-dir")
+    p.add_argument("--resume", action="store_true", help="continue exactly from the newest save in --output")
     p.add_argument("--init-weights", help="start from a released-format .pkl (weights; LAMB state too if it fits)")
     g = p.add_argument_group("schedule")
-    g.add_argument("--epochs", type=int, help="stop after this many epochs in total (default: run until stopped)")
-    g.add_argument("--time-budget", type=float, help="stop at the first epoch end after this many minutes")
-    g.add_argument("--steps-per-epoch", type=int, default=100, help="batches per epoch (default 100)")
-    g.add_argument("--save-every", type=int, default=10, help="save every N epochs (default 10)")
-    g.add_argument("--keep-every", type=int, default=25,
+    g.add_argument("--epochs", type=positive_int, help="stop after this many epochs in total (default: run until stopped)")
+    g.add_argument("--time-budget", type=positive_float, help="stop at the first epoch end after this many minutes")
+    g.add_argument("--steps-per-epoch", type=positive_int, default=100, help="batches per epoch (default 100)")
+    g.add_argument("--save-every", type=positive_int, default=10, help="save every N epochs (default 10)")
+    g.add_argument("--keep-every", type=non_negative_int, default=25,
                    help="keep every Mth save and the newest, delete the others (default 25; 0 keeps only the newest)")
-    g.add_argument("--lr", type=float, default=2e-4, help="LAMB learning rate (default 2e-4)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the model initialisation and of the data (default 0)")
+    g.add_argument("--lr", type=positive_float, default=2e-4, help="LAMB learning rate (default 2e-4)")
+    g.add_argument("--seed", type=seed_int, default=0, help="seed of the model initialisation and of the data (default 0)")
     d = p.add_argument_group("data")
     d.add_argument("--episodes", type=_episodes_arg, default=None,
                    help="length episodes seq_len:batch_size,... (default 128:128,512:64,1024:32)")
-    d.add_argument("--steps-per-episode", type=int, default=100, help="steps before switching episode (default 100)")
-    d.add_argument("--chunk-size", type=int, default=4096, help="records read from the file at a time (default 4096)")
-    d.add_argument("--holdout", type=int, default=0,
+    d.add_argument("--steps-per-episode", type=positive_int, default=100, help="steps before switching episode (default 100)")
+    d.add_argument("--chunk-size", type=positive_int, default=4096, help="records read from the file at a time (default 4096)")
+    d.add_argument("--holdout", type=non_negative_int, default=0,
                    help="keep the last N records of the file out of training and evaluate on them (default 0)")
-    d.add_argument("--eval-every", type=int, default=1, help="evaluate on the held-out records every N epochs (0: never; default 1)")
-    d.add_argument("--eval-records", type=int, default=512, help="held-out records evaluated at most (default 512)")
-    d.add_argument("--eval-seq-len", type=int, help="model length of the evaluation (default: the first episode's)")
+    d.add_argument("--eval-every", type=non_negative_int, default=1, help="evaluate on the held-out records every N epochs (0: never; default 1)")
+    d.add_argument("--eval-records", type=positive_int, default=512, help="held-out records evaluated at most (default 512)")
+    d.add_argument("--eval-seq-len", type=positive_int, help="model length of the evaluation (default: the first episode's)")
     a = p.add_argument_group("architecture (defaults: the released model)")
     for name, default in (("d-seq", 128), ("d-global", 512), ("n-blocks", 6), ("n-heads", 4), ("d-key", 64)):
-        a.add_argument(f"--{name}", type=int, default=None, help=f"default {default}")
+        a.add_argument(f"--{name}", type=positive_int, default=None, help=f"default {default}")
     r = p.add_argument_group("hardware")
     r.add_argument("--mixed-precision", action="store_true", help="compute in bfloat16 (mixed_bfloat16 policy)")
     r.add_argument("--xla", action="store_true", help="compile the training step with XLA")
@@ -69,13 +76,19 @@ def _episodes_arg(text: str):
 
 
 def run(args) -> int:
-    if args.eval_every < 0:
-        raise UsageError(f"--eval-every must be >= 0 (0: never). Received: {args.eval_every}")
-    for name in ("steps_per_epoch", "save_every", "steps_per_episode", "chunk_size"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 1. Received: {getattr(args, name)}")
     if args.resume and args.init_weights:
         raise UsageError("--resume and --init-weights exclude each other (a resumed run has its own weights)")
+    inputs = {"DATASET": args.dataset, "--init-weights": args.init_weights}
+    if args.strategy == "multi-worker" or os.environ.get("TF_CONFIG"):
+        # The workers of one multi-worker run share --output-dir (the chief saves): no lock there.
+        check_output_path(args.output_dir, inputs, "--output-dir", kind="into-dir")
+        return _pretrain(args)
+    # One run per output directory: a second one would silently replace this one's saves.
+    with claim_output(args.output_dir, inputs, "--output-dir", kind="into-dir"):
+        return _pretrain(args)
+
+
+def _pretrain(args) -> int:
     from ..training.pretraining import PretrainingSettings, make_strategy, pretrain
     from ..data.pretraining_batches import DEFAULT_EPISODES, PretrainingDataSettings
 
@@ -114,4 +127,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .main import run_as_command
+
+    sys.exit(run_as_command(main))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
-from ._common import UsageError, make_parser, run_cli
+from ..io_utils import claim_output
+from ._common import UsageError, make_parser, non_negative_int, positive_int, run_cli, seed_int
+from ._common import hide_aliases
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -16,33 +19,38 @@ def build_parser():
                     "pretrain a small ProteinBERT, fine-tune it on membrane-vs-not (GO:0016020) and, when the "
                     "benchmark CSVs are found, on signal peptides; compare with from-scratch baselines and "
                     "write plots and report.md. Finished steps are skipped on re-runs.")
-    p.add_argument("--output-dir", "-o", default="outputs", help="where everything goes (default: outputs)")
+    hide_aliases(p.add_argument("-o", "--output", "--output-dir", dest="output_dir", default="outputs",
+                                help="where everything goes (default: outputs)"), "--output-dir")
     p.add_argument("--data-dir", default=str(REPO / "data"),
                    help="folder with sp2014_go.2k.fasta.gz, sp2014_go.2k.go.tsv.gz, go-2019-01-27.obo.gz")
     p.add_argument("--fasta", help="your own FASTA(.gz) (with --go-tsv) instead of the bundled one")
     p.add_argument("--go-tsv", help="TSV(.gz) accession -> GO ids for --fasta")
     p.add_argument("--go-obo", help="Gene Ontology OBO (default: the bundled 2019 release)")
-    p.add_argument("--benchmarks-dir", default=str(REPO.parent / "shared" / "data" / "protein_benchmarks"),
-                   help="folder with signalP_binary.{train,test}.csv; the step is skipped if absent")
+    p.add_argument("--benchmarks-dir", default=os.environ.get("PROTEINBERT_BENCHMARKS"),
+                   help="folder with signalP_binary.{train,test}.csv (default: $PROTEINBERT_BENCHMARKS); "
+                        "the signal-peptide step is skipped without it")
     p.add_argument("--go-term", default="GO:0016020", help="GO term of the derived task (default: membrane)")
-    p.add_argument("--min-records", type=int, default=50, help="keep GO terms with at least N proteins (default 50)")
-    p.add_argument("--pretrain-epochs", type=int, default=12, help="pretraining epochs (default 12)")
-    p.add_argument("--steps-per-epoch", type=int, default=20, help="batches per pretraining epoch (default 20)")
-    p.add_argument("--finetune-epochs", type=int, default=3, help="fine-tuning epochs per stage at most (default 3)")
-    p.add_argument("--membrane-train", type=int, default=800,
+    p.add_argument("--min-records", type=positive_int, default=50, help="keep GO terms with at least N proteins (default 50)")
+    p.add_argument("--pretrain-epochs", type=positive_int, default=12, help="pretraining epochs (default 12)")
+    p.add_argument("--steps-per-epoch", type=positive_int, default=20, help="batches per pretraining epoch (default 20)")
+    p.add_argument("--finetune-epochs", type=positive_int, default=3, help="fine-tuning epochs per stage at most (default 3)")
+    p.add_argument("--membrane-train", type=non_negative_int, default=800,
                    help="membrane training+validation proteins at most (default 800; 0 = all)")
-    p.add_argument("--holdout", type=int, default=400, help="proteins held out of pretraining = membrane test set")
-    p.add_argument("--signalp-train", type=int, default=800, help="signal-peptide training records (default 800)")
-    p.add_argument("--signalp-test", type=int, default=500, help="signal-peptide test records (default 500)")
+    p.add_argument("--holdout", type=non_negative_int, default=400, help="proteins held out of pretraining = membrane test set")
+    p.add_argument("--signalp-train", type=positive_int, default=800, help="signal-peptide training records (default 800)")
+    p.add_argument("--signalp-test", type=positive_int, default=500, help="signal-peptide test records (default 500)")
     p.add_argument("--xla", action="store_true", help="compile training steps with XLA")
     p.add_argument("--redo", action="append", default=[], metavar="STEP",
                    help="run STEP again even if done (dataset, pretrain, membrane, signalp, report, all); repeatable")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     return p
 
 
 def run(args) -> int:
+    from .._optional import check_available
     from ..pipeline import STEPS, PipelineSettings, run_pipeline
+
+    check_available("matplotlib", "plots", "run-pipeline's report")  # now, not after the training
 
     bad = [s for s in args.redo if s not in STEPS + ("all",)]
     if bad:
@@ -63,7 +71,9 @@ def run(args) -> int:
         membrane_train_records=args.membrane_train or None, signalp_train_records=args.signalp_train, signalp_test_records=args.signalp_test,
         jit_compile=args.xla, redo=tuple(args.redo),
     )
-    summary = run_pipeline(settings)
+    inputs = {"--fasta": settings.fasta, "--go-tsv": settings.go_tsv, "--go-obo": settings.go_obo}
+    with claim_output(args.output_dir, inputs, "--output-dir", kind="into-dir"):
+        summary = run_pipeline(settings)
     print(json.dumps(summary, indent=1))
     print(f"\nReport: {summary['report']}")
     return 0
@@ -74,4 +84,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .main import run_as_command
+
+    sys.exit(run_as_command(main))

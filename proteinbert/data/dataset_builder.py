@@ -1,4 +1,4 @@
-"""Build the pretraining HDF5 (SPEC §4) from UniRef XML + FASTA, UniProtKB XML, or FASTA + GO TSV.
+"""Build the pretraining HDF5 from UniRef XML + FASTA, UniProtKB XML, or FASTA + GO TSV.
 
 Pipeline (every stage streams; memory does not grow with the input):
 
@@ -24,7 +24,10 @@ Both cores: each input is parsed in a worker process (``parallel=True``, Linux) 
 decompresses and hashes on a thread, while this process resolves GO ids and stores/spools records.
 Memory: the GO closure cache, a 64 MB SQLite page cache, one byte per annotation entry (the
 "has a sequence" flags), per-term counts, and one bucket (≤ ``records_per_bucket`` records) at
-write time; scratch files go next to the output (or ``temp_dir``) and are removed in all cases.
+write time; scratch files go next to the output (or ``temp_dir``) and are removed in all cases
+(SIGTERM included; what a SIGKILLed run left is removed by the next run on the same output).
+An output that is (or resolves to) an input is refused, and a lock file next to the output
+(``.NAME.lock``) makes a second run on the same output fail at once.
 
 Besides the 2021 datasets the file holds ``uniprot_accessions`` (N strings: the UniProtKB
 accession of each record, ``""`` when unknown) and root attributes describing how it was made
@@ -60,7 +63,9 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..errors import FormatError, InputError
-from ..io_utils import atomic_write_path
+from ..io_utils import (
+    atomic_write_path, check_output_path, glob_escape, output_lock, remove_stale_partials, require_space,
+)
 from .fasta import open_text
 from .gene_ontology import GeneOntology, GoSkipCounts, read_gene_ontology
 from .h5dataset import PretrainingDataset, create_pretraining_datasets
@@ -98,6 +103,7 @@ class DatasetSettings:
     records_per_bucket: int = 100_000
     progress: bool = True
     parallel: bool = True  # parse each input in a worker process (both cores); False: one process
+    allow_obo_defects: bool = False  # duplicate/incomplete stanzas, truncation, dangling parents: warn only
 
     def __post_init__(self):
         for name in ("output", "go_obo", "xml", "fasta", "go_tsv", "test_ids_file", "temp_dir"):
@@ -126,6 +132,13 @@ class DatasetSettings:
                  "uniprot": (("uniprot_xml", self.xml),),
                  "fasta_tsv": (("fasta", self.fasta), ("go_tsv", self.go_tsv))}[self.input_kind]
         return dict(roles)
+
+    @property
+    def option_paths(self) -> dict:
+        """Every input file by its ``create_dataset`` option (for messages and the output check)."""
+        xml_option = "--uniref-xml" if self.input_kind == "uniref" else "--uniprot-xml"
+        return {xml_option: self.xml, "--fasta": self.fasta, "--go-tsv": self.go_tsv, "--go-obo": self.go_obo,
+                "--test-ids": self.test_ids_file}
 
 
 @dataclass(frozen=True)
@@ -362,7 +375,33 @@ def build_dataset(settings: DatasetSettings, ontology: GeneOntology | None = Non
 
     ``ontology`` may pass an already loaded :class:`GeneOntology` of ``settings.go_obo`` (saves
     reading it again when building several datasets); its skip counts are reset.
+    Raises :class:`~proteinbert.errors.UsageError` if the output is one of the inputs and
+    :class:`~proteinbert.errors.OutputBusyError` if another run is writing it.
     """
+    # Before any work: an output that is an input would be destroyed by the rename at the end.
+    check_output_path(settings.output, settings.option_paths, "--output")
+    with output_lock(settings.output, "--output"):
+        scratch_parent = settings.temp_dir or settings.output.parent
+        _remove_stale_scratch(settings.output, scratch_parent)
+        try:
+            return _build_dataset(settings, ontology)
+        except sqlite3.Error as exc:  # the scratch table: a full disk, or an unwritable --temp-dir
+            raise OSError(f"scratch database in {scratch_parent}: {exc}") from exc
+
+
+def _remove_stale_scratch(output: Path, scratch_parent: Path) -> None:
+    """Scratch of earlier runs on this output that were killed (the caller holds the output's lock)."""
+    import shutil
+
+    if scratch_parent.is_dir():
+        for p in scratch_parent.glob(f".{glob_escape(output.name)}.tmp-*"):
+            if p.is_dir() and not p.is_symlink():
+                logger.info("removing %s, left by an earlier run that was killed", p)
+                shutil.rmtree(p, ignore_errors=True)
+    remove_stale_partials(output)
+
+
+def _build_dataset(settings: DatasetSettings, ontology: GeneOntology | None) -> BuildSummary:
     t0 = time.perf_counter()
     seconds: dict = {}
     for role, p in settings.input_paths.items():
@@ -372,7 +411,8 @@ def build_dataset(settings: DatasetSettings, ontology: GeneOntology | None = Non
         raise InputError(f"test ids file {str(settings.test_ids_file)!r} does not exist or is not a file")
 
     if ontology is None:
-        go = read_gene_ontology(settings.go_obo, follow_part_of=settings.follow_part_of)
+        go = read_gene_ontology(settings.go_obo, follow_part_of=settings.follow_part_of,
+                                allow_defects=settings.allow_obo_defects)
     else:
         if ontology.follow_part_of != settings.follow_part_of:
             raise InputError(f"the ontology passed was loaded with follow_part_of={ontology.follow_part_of}, "
@@ -626,9 +666,10 @@ def set_test_set(dataset_path, test_ids_file=None, test_probability: float = 0.0
 
     A record is in the test set if its ``uniprot_ids`` (or ``uniprot_accessions``) entry is listed
     in ``test_ids_file``, or with probability ``test_probability`` (the draw of
-    :func:`rng_for_test_set`, as in ``build_dataset``). Without ``output`` the file is changed in place:
-    the new mask is written to a temporary dataset first and swapped in only when complete. With
-    ``output`` a copy is written atomically and the input is left untouched.
+    :func:`rng_for_test_set`, as in ``build_dataset``). The change is made in a temporary copy that
+    is renamed onto ``output`` — or, without ``output``, onto ``dataset_path`` — only when complete,
+    so a failure (a full disk, a signal) leaves every existing file byte for byte as it was. In
+    place therefore needs free space for one copy of the file. ``output`` may not be the input.
     """
     import shutil
 
@@ -637,6 +678,10 @@ def set_test_set(dataset_path, test_ids_file=None, test_probability: float = 0.0
         raise InputError(f"test_probability must be in [0, 1]. Received: test_probability={test_probability}")
     if test_ids_file is None and float(test_probability) == 0.0:
         raise InputError("give test ids (test_ids_file) and/or a test probability > 0")
+    # In place, replace the file a symlink points to, not the link.
+    target = Path(os.path.realpath(dataset_path)) if output is None else Path(output)
+    if output is not None:
+        check_output_path(output, {"H5": dataset_path, "--test-ids": test_ids_file}, "--output")
     test_ids = read_test_ids(test_ids_file) if test_ids_file is not None else frozenset()
     with PretrainingDataset(dataset_path) as ds:  # validates the layout first
         n = len(ds)
@@ -673,12 +718,19 @@ def set_test_set(dataset_path, test_ids_file=None, test_probability: float = 0.0
         return {"path": str(output or dataset_path), "n_records": n, "n_test_records": n_test,
                 "test_ids_listed": len(test_ids), "test_ids_not_found": len(test_ids) - len(found)}
 
-    if output is None:
-        result = apply(dataset_path)
-    else:
-        with atomic_write_path(output) as tmp:
+    with output_lock(target, "--output" if output is not None else "H5"):
+        remove_stale_partials(target)
+        # The copy plus its new mask must fit before HDF5 starts: it cannot recover from a full disk.
+        require_space(target, os.path.getsize(dataset_path) + n + (1 << 20), "the rewritten dataset")
+        # Never r+ on the original: HDF5 cannot roll back, so a failure half-way (ENOSPC) would leave
+        # the file unreadable. The copy is checked with the reader before it replaces anything.
+        with atomic_write_path(target) as tmp:
             shutil.copyfile(dataset_path, tmp)
+            shutil.copymode(dataset_path, tmp)
             result = apply(tmp)
+            with PretrainingDataset(tmp) as check:
+                if len(check) != n:
+                    raise FormatError("rewritten file does not hold the records of the input", str(dataset_path))
     logger.info("test set: %d of %d records (%d ids listed, %d not found)", result["n_test_records"], n,
                 result["test_ids_listed"], result["test_ids_not_found"])
     return result

@@ -7,7 +7,12 @@ What this module adds to obonet:
 * the ancestor closure of a term over ``is_a`` (optionally ``part_of`` too), computed lazily and
   memoised, so only the terms that are actually used cost anything;
 * a :class:`GoSkipCounts` summary of everything that was skipped while resolving annotations;
-* line-numbered :class:`~proteinbert.errors.FormatError` for lines that are not ``tag: value``.
+* line-numbered :class:`~proteinbert.errors.FormatError` for lines that are not ``tag: value``;
+* ``is_a`` (and followed ``part_of``) cycles and self-loops are refused, naming the terms (the
+  closure would never end);
+* defects that silently lose annotations — duplicate ``[Term]`` ids, ``[Term]`` stanzas without an
+  id or a name, a file that ends mid-line (truncated), parents that have no stanza — are counted
+  in :class:`OboDefects`; reading fails on any of them unless ``allow_defects=True``.
 
 >>> import io
 >>> obo = io.StringIO('''format-version: 1.2
@@ -88,22 +93,140 @@ class GoSkipCounts:
         return text
 
 
-def _checked_lines(handle: TextIO, path: str) -> Iterator[str]:
-    """Pass lines to obonet, raising a line-numbered FormatError where obonet would fail without one."""
+@dataclass
+class OboDefects:
+    """Structural problems of an OBO file that lose annotations without failing to parse.
+
+    Each list holds ``(line, description)`` pairs (line 0 when no line applies).
+    """
+
+    duplicate_ids: list = field(default_factory=list)
+    incomplete_stanzas: list = field(default_factory=list)
+    truncated: list = field(default_factory=list)
+    dangling_parents: list = field(default_factory=list)
+
+    _KINDS = (("duplicate_ids", "duplicate [Term] id(s)"),
+              ("incomplete_stanzas", "[Term] stanza(s) without an id or a name"),
+              ("truncated", "sign(s) of truncation"),
+              ("dangling_parents", "parent(s) without a [Term] stanza"))
+
+    def counts(self) -> dict:
+        return {kind: len(getattr(self, kind)) for kind, _ in self._KINDS}
+
+    def __bool__(self) -> bool:
+        return any(self.counts().values())
+
+    def describe(self, n_examples: int = 3) -> str:
+        parts = []
+        for kind, label in self._KINDS:
+            items = getattr(self, kind)
+            if items:
+                examples = "; ".join((f"line {line}: " if line else "") + text for line, text in items[:n_examples])
+                parts.append(f"{len(items):,} {label} (e.g. {examples})")
+        return ", ".join(parts)
+
+
+def _checked_lines(handle: TextIO, path: str, defects: OboDefects | None = None) -> Iterator[str]:
+    """Pass lines to obonet, raising a line-numbered FormatError where obonet would fail without one.
+
+    With ``defects``, also record duplicate ``[Term]`` ids, ``[Term]`` stanzas lacking an id or a
+    name, and a last line without its newline (a cut file).
+    """
     lineno = 0
+    seen: dict = {}
+    stanza = None  # [kind, header line, id, has name]
+
+    def close_stanza():
+        if defects is None or stanza is None or stanza[0] != "[Term]":
+            return
+        kind, start, term_id, has_name = stanza
+        if term_id is None or not has_name:
+            missing = "id" if term_id is None else "name"
+            defects.incomplete_stanzas.append((start, f"[Term] {term_id or ''} has no {missing}".replace("  ", " ")))
+        if term_id is not None:
+            if term_id in seen:
+                defects.duplicate_ids.append((start, f"{term_id} (first at line {seen[term_id]})"))
+            else:
+                seen[term_id] = start
+
+    line = "\n"
     try:
         for lineno, line in enumerate(handle, start=1):
             stripped = line.strip()
             if stripped and not stripped.startswith(("!", "[")):
-                tag, colon, _ = stripped.partition(":")
+                tag, colon, value = stripped.partition(":")
                 if not colon or not tag or tag != tag.strip() or " " in tag or "\t" in tag:
                     raise FormatError(f"expected 'tag: value' or a [Stanza] header, found {stripped[:60]!r}",
                                       path, lineno)
-            if stripped.startswith("[") and not stripped.endswith("]"):
-                raise FormatError(f"unterminated stanza header {stripped[:60]!r}", path, lineno)
+                if stanza is not None:
+                    if tag == "id":
+                        stanza[2] = value.split("!", 1)[0].strip() or None
+                    elif tag == "name":
+                        stanza[3] = True
+            elif stripped.startswith("["):
+                if not stripped.endswith("]"):
+                    raise FormatError(f"unterminated stanza header {stripped[:60]!r}", path, lineno)
+                close_stanza()
+                stanza = [stripped, lineno, None, False]
+            elif not stripped and stanza is not None:
+                close_stanza()
+                stanza = None
             yield line
     except (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError) as exc:
         raise FormatError(f"unreadable input after line {lineno} ({type(exc).__name__}: {exc})", path) from exc
+    close_stanza()
+    if defects is not None and lineno and not line.endswith(("\n", "\r")):
+        defects.truncated.append((lineno, f"the file ends in the middle of a line ({line.strip()[:40]!r})"))
+
+
+def _find_cycles(parents: list, limit: int = 3) -> list[list[int]]:
+    """Up to ``limit`` cycles of the parent graph (each a list of node indices, a self-loop a list of one).
+
+    Iterative Tarjan strongly-connected components: every component of more than one node, or a
+    node that is its own parent, holds a cycle.
+    """
+    n = len(parents)
+    index = [-1] * n
+    low = [0] * n
+    on_stack = [False] * n
+    stack: list[int] = []
+    found: list[list[int]] = []
+    counter = 0
+    for root in range(n):
+        if index[root] != -1:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, i = work[-1]
+            if i == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack[node] = True
+            if i < len(parents[node]):
+                work[-1] = (node, i + 1)
+                child = parents[node][i]
+                if index[child] == -1:
+                    work.append((child, 0))
+                elif on_stack[child]:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    w = stack.pop()
+                    on_stack[w] = False
+                    component.append(w)
+                    if w == node:
+                        break
+                if len(component) > 1 or node in parents[node]:
+                    found.append(sorted(component))
+                    if len(found) >= limit:
+                        return found
+    return found
 
 
 class _LineSource:
@@ -126,11 +249,15 @@ class GeneOntology:
     """An OBO ontology reduced to what annotation propagation needs.
 
     ``terms`` are the primary ids of non-obsolete [Term] stanzas, sorted; ``index`` maps them to
-    positions in ``terms`` (the integer ids used by the dataset builder).
+    positions in ``terms`` (the integer ids used by the dataset builder). A cycle over the followed
+    relations raises :class:`~proteinbert.errors.FormatError`; other defects are collected in
+    ``defects`` (:meth:`read` refuses them unless ``allow_defects``).
     """
 
-    def __init__(self, graph, path: str = "<stream>", follow_part_of: bool = False):
+    def __init__(self, graph, path: str = "<stream>", follow_part_of: bool = False,
+                 defects: OboDefects | None = None):
         self.path = path
+        self.defects = defects if defects is not None else OboDefects()
         self.follow_part_of = bool(follow_part_of)
         self.release = str(graph.graph.get("data-version") or graph.graph.get("date") or "unknown")
         self.format_version = str(graph.graph.get("format-version", ""))
@@ -171,27 +298,47 @@ class GeneOntology:
                 self.edges_to_obsolete += 1
             else:
                 self.dangling_parents += 1
+                self.defects.dangling_parents.append((0, f"{child} {rel} {parent}"))
         self._parents = [tuple(p) for p in parents]
+        cycles = _find_cycles(self._parents)
+        if cycles:
+            def show(cycle):
+                names = [self.terms[i] for i in cycle]
+                return (f"{names[0]} is its own parent" if len(names) == 1
+                        else " ↔ ".join(names[:8]) + (f" (+{len(names) - 8} more)" if len(names) > 8 else ""))
+            raise FormatError(f"the {'/'.join(relations)} graph has cycles, so ancestors cannot be computed: "
+                              + "; ".join(show(c) for c in cycles), path)
         self._closure: dict[int, np.ndarray] = {}
         self.skips = GoSkipCounts()
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
-    def from_handle(cls, handle: TextIO, path: str = "<stream>", follow_part_of: bool = False) -> "GeneOntology":
+    def from_handle(cls, handle: TextIO, path: str = "<stream>", follow_part_of: bool = False,
+                    allow_defects: bool = False) -> "GeneOntology":
+        """Parse OBO text; any :class:`OboDefects` raise FormatError unless ``allow_defects`` (then a warning)."""
+        defects = OboDefects()
         try:
-            graph = obonet.read_obo(_LineSource(_checked_lines(handle, path)), ignore_obsolete=False)
+            graph = obonet.read_obo(_LineSource(_checked_lines(handle, path, defects)), ignore_obsolete=False)
         except FormatError:
             raise
         except (ValueError, KeyError) as exc:
+            if defects:  # e.g. obonet's KeyError 'id' for a stanza without one: say which
+                raise FormatError(defects.describe(), path) from exc
             raise FormatError(f"not a valid OBO file ({type(exc).__name__}: {exc})", path) from exc
-        return cls(graph, path, follow_part_of)
+        go = cls(graph, path, follow_part_of, defects)
+        if go.defects:
+            if not allow_defects:
+                raise FormatError(f"{go.defects.describe()}; annotations to the terms concerned would be lost. "
+                                  "Fix the file or allow the defects (create_dataset --allow-obo-defects)", path)
+            logger.warning("%s: %s (allowed; annotations to these terms may be lost)", path, go.defects.describe())
+        return go
 
     @classmethod
-    def read(cls, path, follow_part_of: bool = False) -> "GeneOntology":
-        """Read an OBO file (plain or gzipped, detected by content)."""
+    def read(cls, path, follow_part_of: bool = False, allow_defects: bool = False) -> "GeneOntology":
+        """Read an OBO file (plain or gzipped, detected by content); see :meth:`from_handle`."""
         path = Path(path)
         with open_text(path) as handle:
-            return cls.from_handle(handle, str(path), follow_part_of)
+            return cls.from_handle(handle, str(path), follow_part_of, allow_defects)
 
     # -- queries --------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -279,12 +426,13 @@ class GeneOntology:
             "relations_followed": list(PROPAGATING_RELATIONS if self.follow_part_of else ("is_a",)),
             "edges_to_obsolete_skipped": self.edges_to_obsolete,
             "edges_to_missing_terms_skipped": self.dangling_parents,
+            "defects": self.defects.counts(),
         }
 
 
-def read_gene_ontology(path, follow_part_of: bool = False) -> GeneOntology:
-    """Read an OBO file; see :class:`GeneOntology`."""
-    go = GeneOntology.read(path, follow_part_of=follow_part_of)
+def read_gene_ontology(path, follow_part_of: bool = False, allow_defects: bool = False) -> GeneOntology:
+    """Read an OBO file; see :class:`GeneOntology` and :meth:`GeneOntology.from_handle`."""
+    go = GeneOntology.read(path, follow_part_of=follow_part_of, allow_defects=allow_defects)
     s = go.summary()
     logger.info("GO %s from %s: %d terms, %d obsolete skipped, %d alt ids, following %s",
                 s["release"], s["path"], s["terms"], s["obsolete_terms_skipped"], s["alt_ids"],

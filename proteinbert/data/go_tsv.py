@@ -34,6 +34,8 @@ def parse_go_tsv(handle: TextIO, path: str = "<stream>") -> Iterator[GoTsvRecord
     try:
         for lineno, line in enumerate(handle, start=1):
             line = line.rstrip("\r\n")
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark (spreadsheet exports) is no part of the id
             if not line.strip():
                 continue
             if lineno == 1 and (line.startswith("#") or line.split("\t", 1)[0].strip().lower() == "accession"):

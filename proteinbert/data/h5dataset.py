@@ -106,6 +106,10 @@ class PretrainingDataset:
         try:
             self._h5 = h5py.File(self.path, "r")
         except OSError as exc:
+            if "lock" in str(exc).lower():  # HDF5's own lock: a writer has the file open
+                raise DatasetSchemaError(
+                    f"{self.path}: another process has this file open for writing (HDF5 refused its file "
+                    "lock); wait for it to finish") from exc
             raise DatasetSchemaError(f"{self.path}: cannot open as HDF5 ({exc})") from exc
         try:
             self.n_records, self.n_annotations = validate_h5(self._h5, self.path)

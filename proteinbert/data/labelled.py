@@ -7,6 +7,7 @@ leading zeros. Rows are named ``<file> line N`` in errors so a bad label can be 
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def read_labelled(path, seq_col: str = "seq", label_col: str | None = "label", i
 
     With ``require_labels=False`` a missing label column is allowed (prediction input).
 
-    >>> recs = read_labelled("../shared/data/protein_benchmarks/scop.test.csv")  # doctest: +SKIP
+    >>> recs = read_labelled("scop.test.csv")  # doctest: +SKIP
     """
     path = Path(path)
     if not path.is_file():
@@ -95,9 +96,29 @@ def read_labelled(path, seq_col: str = "seq", label_col: str | None = "label", i
 
 
 def _read_csv(path) -> pd.DataFrame:
+    # index_col=False: otherwise pandas takes a first data row with one field too many as the sign of
+    # an index column and shifts every column of every row, so the errors land on good lines.
     try:
-        return pd.read_csv(path, dtype=str)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, dtype=str, index_col=False)
     except pd.errors.EmptyDataError:
         raise FormatError("the file is empty", path=path) from None
+    except pd.errors.ParserWarning:
+        line, n_fields, n_header = _first_ragged_row(path)
+        raise FormatError(f"{n_fields} fields, but the header has {n_header}", path=path, line=line) from None
     except pd.errors.ParserError as exc:
         raise FormatError(f"not a readable CSV: {exc}", path=path) from None
+
+
+def _first_ragged_row(path) -> tuple[int | None, int, int]:
+    """``(line, fields, header fields)`` of the first row whose field count differs from the header's."""
+    import csv
+
+    with open_text(path) as f:
+        rows = csv.reader(f)
+        header = next(rows, [])
+        for row in rows:
+            if row and len(row) != len(header):
+                return rows.line_num, len(row), len(header)
+    return None, len(header), len(header)

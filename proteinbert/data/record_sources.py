@@ -20,6 +20,7 @@ import io
 import multiprocessing
 import os
 import queue
+import signal
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -50,6 +51,9 @@ def _records(kind: str, stream: ThreadedInput, path: str) -> Iterator[tuple]:
 
 def _worker_main(kind: str, path: str, out, batch: int) -> None:
     """Child process: parse ``path`` and send batches of tuples; errors travel back as data."""
+    # The parent may have made SIGTERM raise (clean-up there); here it must just end the process,
+    # as RecordSource.__exit__ expects of terminate().
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         with ThreadedInput(path) as stream:
             buf = []

@@ -8,8 +8,9 @@ A save is a directory ``epoch_{E}_sample_{S}/`` inside the output directory with
 * ``state.json`` — counters, learning rate and plateau state, settings, architecture, history and
   the GO term list of the annotation slots (the mapping the released model lost).
 
-It is written in a hidden temporary directory and renamed into place, so a crash or a full disk
-during a save leaves every earlier save as it was. Only complete saves are listed.
+It is written in a hidden temporary directory, every file and the directory fsynced, and renamed
+into place (the output directory fsynced after), so a crash, a power loss or a full disk during a
+save leaves every earlier save as it was. Only complete saves are listed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import WeightsError
+from ..io_utils import fsync_dir, fsync_tree
 from ..weights import ReleasedWeights, read_pkl, released_variables, write_pkl
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,9 @@ SAVE_PATTERN = re.compile(r"^epoch_(\d+)_sample_(\d+)$")
 STATE_FILE = "state.json"
 STREAM_FILE = "stream.npz"
 FORMAT_VERSION = 1
+#: Keys a save's state.json must hold for a run to resume from it (nested: ``plateau.best`` …).
+REQUIRED_STATE_KEYS = ("step", "samples", "learning_rate", "plateau", "epoch_sums", "history", "architecture",
+                       "data", "steps_per_epoch", "annotations")
 
 
 @dataclass(frozen=True)
@@ -92,15 +97,18 @@ def write_save(output_dir, epoch: int, samples: int, weights: ReleasedWeights, s
             np.savez(f, **stream_arrays)
         with open(tmp / STATE_FILE, "w") as f:
             json.dump({"format_version": FORMAT_VERSION, **state}, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
+        # Every file's data and the directory's entries reach the disk before the save gets its
+        # name: otherwise a power loss can leave a complete-looking save of empty files.
+        fsync_tree(tmp)
         if final.exists():  # a save of the same position (a re-run): swap it out last
             old = Path(tempfile.mkdtemp(prefix=f".partial-old-{name}-", dir=output_dir))
             os.replace(final, old / name)
             os.replace(tmp, final)
+            fsync_dir(output_dir)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
+            fsync_dir(output_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -123,7 +131,28 @@ def read_save(save: SaveInfo | str | os.PathLike):
             stream = {k: z[k] for k in z.files}
     except (OSError, ValueError) as exc:
         raise WeightsError(f"{save.path}: unreadable save ({exc})") from exc
+    _check_state(state, save.path / STATE_FILE)
     return read_pkl(save.pkl_path), state, stream
+
+
+def _check_state(state, path) -> None:
+    """Refuse a state.json that a resume cannot use, naming what is missing."""
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: expected a JSON object. Received: {type(state).__name__}")
+    missing = [k for k in REQUIRED_STATE_KEYS if k not in state]
+    if isinstance(state.get("plateau"), dict):
+        missing += [f"plateau.{k}" for k in ("best", "wait") if k not in state["plateau"]]
+    elif "plateau" in state:
+        missing.append("plateau.best")
+    if missing:
+        raise WeightsError(f"{path}: not a complete pretraining save state (missing {', '.join(missing)}); "
+                           "resume from another save or start a new run")
+    for key in ("architecture", "data", "epoch_sums"):
+        if not isinstance(state[key], dict):
+            raise WeightsError(f"{path}: {key} must be a JSON object. Received: {state[key]!r:.60}")
+    for key in ("annotations", "history"):
+        if not isinstance(state[key], list):
+            raise WeightsError(f"{path}: {key} must be a JSON list. Received: {state[key]!r:.60}")
 
 
 def prune_saves(output_dir, save_every: int, keep_every: int) -> list[Path]:

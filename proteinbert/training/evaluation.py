@@ -169,18 +169,25 @@ def predictions_frame(spec: OutputSpec, preds: Sequence, ids: Sequence | None = 
     return pd.DataFrame(columns)
 
 
-def evaluate_by_len(model: FinetunedModel, seqs: Sequence[str], labels: Sequence, start_seq_len: int = 512,
-                    start_batch_size: int = 32, increase_factor: int = 2, padding: str = "bucket",
+def evaluate_by_len(model: FinetunedModel, seqs: Sequence[str], labels: Sequence, start_seq_len: int | None = None,
+                    start_batch_size: int = 32, increase_factor: int = 2, padding: str | None = None,
                     ids: Sequence | None = None, row_ids=None, crop_len: int | None = None) -> Evaluation:
     """Predict ``seqs`` bucket by bucket and score against ``labels``.
 
-    ``padding="bucket"`` pads each record to its own length bucket (as in training);
-    ``"model_len"`` pads every record to its bucket's model length, exactly as the 2021 code
-    did (its outputs depend on the padding, which takes part in the global attention).
+    ``padding="model_len"`` pads every record to its bucket's model length, exactly as the 2021
+    code did (its outputs depend on the padding, which takes part in the global attention);
+    ``"bucket"`` pads each record to its own length bucket. The default follows training:
+    ``"model_len"`` for a model trained with fixed padding, ``"bucket"`` for bucketed training;
+    ``start_seq_len`` defaults to the first stage's ``seq_len`` (512 without training metadata).
 
     Returns an :class:`Evaluation` whose ``results`` has the columns ``Model seq len``,
     ``# records`` and the metric, one row per non-empty bucket and a final ``All`` row.
     """
+    trained_padding, trained_len = model.training_padding
+    if padding is None:
+        padding = "bucket" if trained_padding == "bucket" else "model_len"
+    if start_seq_len is None:
+        start_seq_len = trained_len
     if padding not in ("bucket", "model_len"):
         raise InputError(f"padding must be 'bucket' or 'model_len'. Received: padding={padding!r}")
     if len(seqs) == 0:

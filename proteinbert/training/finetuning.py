@@ -1,18 +1,22 @@
-"""Fine-tuning: output specs, label encoding, length-bucketed batches, the head and the staged schedule.
+"""Fine-tuning: output specs, label encoding, padded batches, the head and the staged schedule.
 
 A fine-tuned model is the pretrained backbone's hidden representation (``"all"``: the 2021
 concatenation, or ``"last"``) followed by ``Dropout`` and one ``Dense`` layer, for a global
 (per-protein) or local (per-residue) output that is binary, categorical, numeric or, for global
-outputs, multi-label. One model instance serves every length: batches are grouped into length
-buckets and each is padded only to its own bucket length (see :func:`bucket_length`).
+outputs, multi-label. One model instance serves every length.
 
-The 2021 code padded every batch to the model length (512), so in its global attention a short
-protein's residues shared the softmax with hundreds of identical ``<PAD>`` positions. With
-``virtual_pad_length`` (default 512 in :func:`finetune_from_backbone`) the model keeps that
-behaviour at the cost of the bucket length: one far-``<PAD>`` state per sequence, weighted by the
-number of pads it stands for (see :class:`~proteinbert.model.GlobalAttention`). Without it,
-fine-tuning on short proteins lost 0.025 test AUC on average against fixed padding
-(``benchmarks/finetune_speed.py``, signal peptide, 5000 records, 4 seeds).
+By default (``padding="fixed"``) every batch is padded to the stage's ``seq_len`` (doubled until
+the record fits), as the 2021 code did, and predictions are padded the same way: in the global
+attention a short protein's residues share the softmax with the ``<PAD>`` positions, so the
+padding is part of the function the model learns. ``padding="bucket"`` pads each batch only to
+its record's length bucket (see :func:`bucket_length`): faster on short proteins, less accurate.
+``virtual_pad_length`` (off by default) makes a bucketed batch attend as if padded to that length
+(one far-``<PAD>`` state per sequence, weighted by the number of pads it stands for, see
+:class:`~proteinbert.model.GlobalAttention`); the ``<PAD>`` positions next to a sequence, which
+the convolutions see, still differ. On the 2021 demo recipe (signal peptide, 3,000 records,
+``seq_len`` 128, 8 seeds; ``benchmarks/finetune_accuracy.py``, ``docs/results/finetune_accuracy.md``)
+buckets with virtual padding to 512 gave test AUC 0.862 ± 0.038 against 0.911 ± 0.010 for fixed
+padding.
 
 >>> spec = OutputSpec.from_labels("global", "categorical", ["b", "a", "b"])
 >>> spec.labels, spec.n_outputs, spec.activation
@@ -36,7 +40,7 @@ import numpy as np
 
 from ..data.batching import bucket_length as _bucket_length
 from ..data.batching import fixed_pipeline_options
-from ..errors import InputError
+from ..errors import FormatError, InputError
 from ..tokenizer import END_ID, N_ADDED_TOKENS, PAD_ID, START_ID, encode_residues
 
 logger = logging.getLogger(__name__)
@@ -218,6 +222,26 @@ def _parse_local_numbers(value, n: int):
         parts = list(np.ravel(np.asarray(value, dtype=object)))
     numbers = [_parse_float(x) for x in parts]
     return numbers
+
+
+def require_both_classes(spec: OutputSpec, labels: Sequence, what: str = "the training set") -> None:
+    """Refuse binary training labels of a single class: nothing can be learnt and AUC is undefined.
+
+    >>> require_both_classes(OutputSpec("global", "binary"), ["1", 1, 1.0])
+    Traceback (most recent call last):
+    ...
+    proteinbert.errors.InputError: the training set has only label '1' (3 records): a binary task needs examples of both 0 and 1
+    """
+    if spec.task != "binary" or labels is None:
+        return
+    present = [y for y in labels if not _is_missing(y)]
+    if spec.level == "global":
+        seen = {_as_label_str(y) for y in present}
+    else:
+        seen = set("".join(str(y) for y in present))
+    if len(seen) == 1:
+        raise InputError(f"{what} has only label {seen.pop()!r} ({len(present)} records): a binary task needs "
+                         "examples of both 0 and 1")
 
 
 def encode_labels(spec: OutputSpec, seqs: Sequence[str], labels: Sequence, row_ids=None,
@@ -508,8 +532,8 @@ def _tf_dataset(data: EncodedSet, batches: list, repeat_rng: np.random.Generator
 # The model
 # ----------------------------------------------------------------------------------------------
 
-#: The 2021 model length: every 2021 batch was padded to it (see the module docstring).
-DEFAULT_VIRTUAL_PAD_LENGTH = 512
+#: Virtual padding is off by default: fixed padding needs none (see the module docstring).
+DEFAULT_VIRTUAL_PAD_LENGTH = None
 
 
 def build_finetuning_model(backbone, spec: OutputSpec, hidden_layers: str = "all", dropout_rate: float = 0.5,
@@ -660,7 +684,7 @@ class FinetuneConfig:
     """Settings of :func:`finetune` (the architecture lives in the backbone)."""
 
     stages: tuple = DEFAULT_STAGES
-    padding: str = "bucket"  # "bucket" (variable length) or "fixed" (2021: pad to the stage's seq_len)
+    padding: str = "fixed"  # "fixed" (2021: pad to the stage's seq_len) or "bucket" (faster, less accurate)
     crop_len: int | None = None  # crop records to this many residues (off by default)
     reduce_lr_patience: int = 1
     reduce_lr_factor: float = 0.25
@@ -719,6 +743,9 @@ def finetune(model, spec: OutputSpec, train: EncodedSet, valid: EncodedSet | Non
         raise InputError("the training split is empty")
     if train.labels is None:
         raise InputError("the training records have no labels")
+    from ..hardware import guard_onednn_concurrency
+
+    guard_onednn_concurrency()
     rng = np.random.default_rng(config.seed)  # batch composition and order; no global random state
     pretrained = model.get_layer("pretrained")
     results = []
@@ -854,7 +881,7 @@ def _batch_predictor(model, n_annotations: int, traced: bool):
                                         tf.TensorSpec((None, n_annotations), tf.float32)])
 
 
-def predict(model, data: EncodedSet, seq_len: int = 512, batch_size: int = 32, padding: str = "bucket") -> list:
+def predict(model, data: EncodedSet, seq_len: int = 512, batch_size: int = 32, padding: str = "fixed") -> list:
     """Predictions in record order: per record an array (global: ``(n_outputs,)``; local: ``(n, n_outputs)``).
 
     Records are padded as in training and batched up to ``batch_size × seq_len`` padded tokens
@@ -904,10 +931,22 @@ class FinetunedModel:
         return EncodedSet.build(self.spec, seqs, labels, self.n_annotations, crop_len=crop_len,
                                 row_ids=row_ids, what=what)
 
-    def predict(self, seqs: Sequence[str], crop_len: int | None = None, padding: str = "bucket",
-                seq_len: int = 512, batch_size: int = 32) -> list:
-        """Per record: global ``(n_outputs,)`` probabilities/values, local ``(n, n_outputs)``."""
-        return predict(self.model, self.encode(seqs, crop_len=crop_len), seq_len, batch_size, padding)
+    @property
+    def training_padding(self) -> tuple[str, int]:
+        """``(padding, seq_len)`` of training (metadata; else fixed padding to 512): predictions' default."""
+        config = self.metadata.get("config") or {}
+        stages = config.get("stages") or [{}]
+        return config.get("padding", "fixed"), int(stages[0].get("seq_len", 512))
+
+    def predict(self, seqs: Sequence[str], crop_len: int | None = None, padding: str | None = None,
+                seq_len: int | None = None, batch_size: int = 32) -> list:
+        """Per record: global ``(n_outputs,)`` probabilities/values, local ``(n, n_outputs)``.
+
+        ``padding``/``seq_len`` default to those of training (:attr:`training_padding`).
+        """
+        trained_padding, trained_len = self.training_padding
+        return predict(self.model, self.encode(seqs, crop_len=crop_len), seq_len or trained_len, batch_size,
+                       padding or trained_padding)
 
     def save(self, path, overwrite: bool = False, extra_csv: dict | None = None) -> Path:
         """Write the directory atomically (a temporary directory renamed on success).
@@ -946,15 +985,16 @@ class FinetunedModel:
 
     @classmethod
     def load(cls, path) -> "FinetunedModel":
-        import keras
-
         from .. import model as _registers_layers  # noqa: F401  (custom layers for deserialisation)
 
         path = Path(path)
         for name in (MODEL_FILE, SPEC_FILE):
             if not (path / name).is_file():
                 raise InputError(f"{path} is not a fine-tuned model directory: {name} is missing")
-        spec = OutputSpec.from_json((path / SPEC_FILE).read_text())
+        try:
+            spec = OutputSpec.from_json((path / SPEC_FILE).read_text())
+        except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+            raise FormatError(f"not a valid output spec ({type(exc).__name__}: {exc})", path / SPEC_FILE) from exc
         labels_path = path / LABELS_FILE
         if labels_path.is_file():
             labels = tuple(x for x in labels_path.read_text().split("\n") if x != "")
@@ -962,8 +1002,13 @@ class FinetunedModel:
                 raise InputError(f"{labels_path} does not match {path / SPEC_FILE}")
         metadata = {}
         if (path / META_FILE).is_file():
-            metadata = json.loads((path / META_FILE).read_text())
-        model = keras.saving.load_model(path / MODEL_FILE, compile=False)
+            try:
+                metadata = json.loads((path / META_FILE).read_text())
+            except ValueError as exc:
+                raise FormatError(f"not valid JSON ({exc})", path / META_FILE) from exc
+        from ..weights.convert import open_keras_model
+
+        model = open_keras_model(path / MODEL_FILE)
         return cls(model, spec, metadata)
 
 
@@ -975,9 +1020,9 @@ def finetune_from_backbone(backbone, spec: OutputSpec, train_seqs, train_labels,
     """Validate, encode, build the head on ``backbone`` and run the schedule; returns the model.
 
     ``spec`` may lack its label list (categorical/multi-label): it is then taken from the
-    training labels. ``virtual_pad_length`` (default 512, the 2021 model length; None keeps the
-    backbone as it is) makes every batch attend as if padded to that length (module docstring);
-    it changes nothing for batches at least that long, so fixed padding to 512 is unaffected.
+    training labels. ``virtual_pad_length`` (default None: the backbone as it is) makes every batch
+    attend as if padded to that length (module docstring), for ``padding="bucket"``; it changes
+    nothing for batches at least that long.
     """
     if virtual_pad_length is not None:
         from ..model import with_virtual_padding
@@ -988,6 +1033,7 @@ def finetune_from_backbone(backbone, spec: OutputSpec, train_seqs, train_labels,
     if spec.task in ("categorical", "multilabel") and not spec.labels:
         spec = OutputSpec.from_labels(spec.level, spec.task, train_labels)
     A = backbone.n_annotations
+    require_both_classes(spec, train_labels)
     train = EncodedSet.build(spec, train_seqs, train_labels, A, config.crop_len, train_row_ids, "training set")
     valid = None
     if valid_seqs is not None:

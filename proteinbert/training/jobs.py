@@ -88,6 +88,14 @@ def run_finetune_job(job: FinetuneJob) -> JobResult:
     valid = _read(job.valid, job.valid_labels, job) if job.valid else None
     test = _read(job.test, job.test_labels, job) if job.test else None
     spec = OutputSpec.from_labels(job.level, job.task, train.labels)
+    from .finetuning import require_both_classes
+
+    require_both_classes(spec, train.labels, f"the training split ({job.train})")
+    from ..tokenizer import warn_non_residues
+
+    for path, split in ((job.train, train), (job.valid, valid), (job.test, test)):
+        if split is not None:
+            warn_non_residues(split.seqs, str(path))
     # Check the other splits against the training labels now, not after hours of training.
     from .finetuning import encode_labels
 
@@ -121,15 +129,23 @@ def run_finetune_job(job: FinetuneJob) -> JobResult:
 
 def run_predict(model_dir, input_path, out_csv, seq_col: str = "seq", id_col: str | None = None,
                 crop_len: int | None = None) -> pd.DataFrame:
-    """Predict every record of ``input_path`` (CSV or FASTA) with a saved model; write ``out_csv``."""
+    """Predict every record of ``input_path`` (CSV or FASTA) with a saved model; write ``out_csv``
+    (atomically; never onto the input or into the model directory)."""
+    from ..io_utils import check_output_path
+
+    check_output_path(out_csv, {"model_dir": model_dir, "input_path": input_path}, "out_csv")
     model = FinetunedModel.load(model_dir)
     records = read_labelled(input_path, seq_col, None, id_col, require_labels=False)
     if len(records) == 0:
         raise InputError(f"{input_path} has no records")
+    from ..tokenizer import warn_non_residues
+
+    warn_non_residues(records.seqs, str(input_path))
     data = model.encode(records.seqs, crop_len=crop_len, row_ids=records.row_ids, what=str(input_path))
     from .finetuning import predict
 
-    preds = predict(model.model, data)
+    padding, seq_len = model.training_padding  # pad as in training: the padding is part of the function
+    preds = predict(model.model, data, seq_len, padding=padding)
     frame = predictions_frame(model.spec, preds, ids=records.ids)
     write_csv(frame, out_csv)
     return frame

@@ -1,4 +1,4 @@
-"""Joint masked-token + GO pretraining (SPEC §5): one model for every length, LAMB, resumable saves,
+"""Joint masked-token + GO pretraining: one model for every length, LAMB, resumable saves,
 ``tf.distribute`` replicas.
 
 Losses (per global batch):
@@ -11,6 +11,27 @@ Losses (per global batch):
 
 Each replica divides its sums by the global normalisers carried in its data, so the replicas'
 gradients, summed by the optimizer, are exactly the single-device gradient.
+
+Metrics (``history``, log lines, TensorBoard), each next to what a trivial model scores: only 5 %
+of the tokens are corrupted (by default) and most GO terms are rare, so accuracy over all tokens
+and pooled GO AUC look good for a model that learnt nothing (and are not reported):
+
+* ``corrupted_accuracy`` / ``eval_corrupted_accuracy``: accuracy at the corrupted positions (input
+  token differs from the clean one), the only positions where the model must infer a residue;
+  ``eval_corrupted_unigram_baseline`` is the accuracy of always predicting the most frequent clean
+  token at those held-out positions (``eval_corrupted_positions`` of them).
+* ``uncorrupted_accuracy`` / ``eval_uncorrupted_accuracy``: accuracy at the other non-``<PAD>``
+  positions; copying the input scores 1 there.
+* ``eval_go_auc_macro`` (mean ROC AUC over the ``eval_go_terms_scored`` GO terms with positives and
+  negatives among the annotated held-out proteins; any constant score gets
+  :data:`MACRO_AUC_BASELINE`) and ``eval_go_auc_micro`` (all (protein, term) pairs pooled) next to
+  ``eval_go_auc_micro_baseline``, the micro AUC of scoring every protein with the training label
+  frequencies. ``eval_partial_input_*``: the same with part of the annotations given as input,
+  scoring only the withheld pairs.
+* ``seq_loss`` / ``eval_seq_loss``: token cross-entropy over all non-``<PAD>`` positions (train:
+  mean over the epoch's steps, with dropout; held-out: without).
+
+Train-time accuracies are pooled over the epoch's steps, under dropout.
 
 A save is taken every ``save_every_epochs`` epochs (see :mod:`.checkpoints`), at the end, and on
 Ctrl-C; ``resume=True`` continues from the newest one with the same batches and losses.
@@ -47,6 +68,99 @@ logger = logging.getLogger(__name__)
 ARCHITECTURE_KEYS = ("d_seq", "d_global", "n_blocks", "n_heads", "d_key", "conv_kernel_size",
                      "wide_conv_dilation_rate", "activation", "attention_mask")
 
+#: Macro ROC AUC of any constant score (every term's positives and negatives tie): the baseline
+#: of ``eval_go_auc_macro``, label frequencies included.
+MACRO_AUC_BASELINE = 0.5
+
+#: Training records read to estimate the label frequencies of the GO baseline (the file is
+#: shuffled, so the first ones are a random sample; enough for a baseline, cheap on huge files).
+LABEL_FREQUENCY_RECORDS = 20_000
+
+
+def position_masks(tokens, targets, weights, xp=np):
+    """``(corrupted, uncorrupted)`` boolean masks of the non-``<PAD>`` positions.
+
+    Corrupted: the input token differs from the clean one (a replacement that drew the same token
+    leaves nothing to recover, so it counts as uncorrupted). ``xp`` is ``numpy`` or ``keras.ops``
+    (inside the training step), so both use this one definition.
+    """
+    real = xp.greater(weights, 0)
+    return xp.logical_and(real, xp.not_equal(tokens, targets)), xp.logical_and(real, xp.equal(tokens, targets))
+
+
+def accuracy_counts(pred, tokens, targets, weights, xp=np):
+    """``[corrupted, correct corrupted, uncorrupted, correct uncorrupted]`` position counts of a batch
+    (``pred``: the argmax tokens). Counts, not ratios, so replicas and steps can be summed."""
+    corrupted, uncorrupted = position_masks(tokens, targets, weights, xp)
+    correct = xp.equal(pred, targets)
+    count = lambda m: xp.sum(xp.where(m, 1.0, 0.0))  # noqa: E731
+    return xp.stack([count(corrupted), count(xp.logical_and(correct, corrupted)),
+                     count(uncorrupted), count(xp.logical_and(correct, uncorrupted))])
+
+
+def accuracies(counts, prefix: str = "") -> dict:
+    """``{prefix}corrupted_accuracy`` and ``{prefix}uncorrupted_accuracy`` from :func:`accuracy_counts`
+    (summed over any number of batches); a key is left out when it has no positions."""
+    n_c, ok_c, n_u, ok_u = (float(v) for v in counts)
+    out = {}
+    if n_c > 0:
+        out[f"{prefix}corrupted_accuracy"] = ok_c / n_c
+    if n_u > 0:
+        out[f"{prefix}uncorrupted_accuracy"] = ok_u / n_u
+    return out
+
+
+def unigram_baseline(targets) -> float:
+    """Accuracy of always predicting the most frequent token among ``targets`` (e.g. the clean
+    tokens at the corrupted positions).
+
+    >>> unigram_baseline(np.array([3, 3, 5, 7]))
+    0.5
+    """
+    counts = np.bincount(np.asarray(targets, dtype=np.int64).ravel())
+    return float(counts.max() / counts.sum())
+
+
+def training_label_frequencies(dataset, data, max_records: int = LABEL_FREQUENCY_RECORDS,
+                               chunk: int = 4096) -> np.ndarray | None:
+    """Per GO term, the fraction of the training proteins that carry annotation weight (annotated,
+    not in the test set) holding it: the scores of the label-frequency baseline.
+
+    Read from the first ``max_records`` training records (never the held-out slice); ``None`` if
+    none of them is annotated.
+    """
+    stop = min(len(dataset) - data.holdout_records, max_records)
+    sums = np.zeros(dataset.n_annotations, np.float64)
+    n = 0
+    for start in range(0, max(stop, 0), chunk):
+        recs = dataset.read(start, min(start + chunk, stop))
+        keep = recs.annotation_masks.any(axis=1) & ~recs.test_set_mask
+        sums += recs.annotation_masks[keep].sum(axis=0)
+        n += int(keep.sum())
+    return sums / n if n else None
+
+
+def describe_heldout(record: dict) -> str:
+    """The held-out metrics of a history record in words, each next to its baseline ('' if none)."""
+    r = record
+    parts = []
+    if "eval_seq_loss" in r:
+        parts.append(f"sequence loss {r['eval_seq_loss']:.4f}")
+    if "eval_corrupted_accuracy" in r:
+        parts.append(f"accuracy at corrupted positions {r['eval_corrupted_accuracy']:.4f} (most-frequent-token "
+                     f"baseline {r['eval_corrupted_unigram_baseline']:.4f}, {int(r['eval_corrupted_positions'])} "
+                     "positions)")
+    if "eval_uncorrupted_accuracy" in r:
+        parts.append(f"accuracy at uncorrupted positions {r['eval_uncorrupted_accuracy']:.4f} (copying the input: 1)")
+    if "eval_go_auc_macro" in r:
+        parts.append(f"GO AUC macro {r['eval_go_auc_macro']:.4f} over {int(r['eval_go_terms_scored'])} terms "
+                     f"(constant-score baseline {MACRO_AUC_BASELINE})")
+    if "eval_go_auc_micro" in r:
+        base = r.get("eval_go_auc_micro_baseline")
+        parts.append(f"GO AUC micro {r['eval_go_auc_micro']:.4f}"
+                     + (f" (label-frequency baseline {base:.4f})" if base is not None else ""))
+    return "; ".join(parts)
+
 
 class TrainingDivergedError(ProteinBertError):
     """The loss became NaN or infinite; the last good save is left as it was."""
@@ -54,7 +168,7 @@ class TrainingDivergedError(ProteinBertError):
 
 @dataclass(frozen=True)
 class PretrainingSettings:
-    """How a pretraining run goes (defaults: the 2021 values, SPEC §5)."""
+    """How a pretraining run goes (defaults: the 2021 values)."""
 
     output_dir: str
     data: PretrainingDataSettings = field(default_factory=PretrainingDataSettings)
@@ -172,27 +286,33 @@ def make_strategy(kind: str = "auto", devices=None):
 
 
 class _InterruptFlag:
-    """Turns SIGINT into a flag checked between steps (so a step is never cut in half)."""
+    """Turns SIGINT and SIGTERM into a flag checked between steps (so a step is never cut in half
+    and the run saves before it ends, as a scheduler's SIGTERM expects)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.set = False
-        self._previous = None
+        self._previous = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handle)
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.getsignal(sig)
+                signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame):
-        if self.set:  # a second Ctrl-C: stop at once
+        if self.set:  # a second signal: stop at once
             raise KeyboardInterrupt
-        logger.warning("interrupt received: stopping after this step and saving (Ctrl-C again to abort)")
+        logger.warning("%s received: stopping after this step and saving (send it again to abort)",
+                       signal.Signals(signum).name)
         self.set = True
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            if previous is not None:  # None: a handler installed outside Python, not restorable
+                signal.signal(sig, previous)
 
 
 class Pretrainer:
@@ -203,8 +323,10 @@ class Pretrainer:
         import keras
         import tensorflow as tf
 
+        from ..hardware import guard_onednn_concurrency
         from ..model import ProteinBertBackbone
 
+        guard_onednn_concurrency()  # before the first TensorFlow operation (see its docstring)
         self.settings = settings
         self.strategy = strategy or tf.distribute.get_strategy()
         self.n_replicas = int(self.strategy.num_replicas_in_sync)
@@ -266,8 +388,7 @@ class Pretrainer:
         self.history: list = []
         self.plateau = PlateauState()
         self.lr = settings.learning_rate
-        self.epoch_sums = {"loss": 0.0, "seq_loss": 0.0, "annot_loss": 0.0, "accuracy": 0.0, "steps": 0,
-                           "tokens": 0, "samples": 0, "seconds": 0.0}
+        self.epoch_sums = _fresh_epoch_sums()
         stream_state = None
         if saved is not None:
             save, weights, state, stream_arrays = saved
@@ -276,7 +397,10 @@ class Pretrainer:
             self.history = list(state["history"])
             self.plateau = PlateauState(float(state["plateau"]["best"]), int(state["plateau"]["wait"]))
             self.lr = float(state["learning_rate"])
-            self.epoch_sums = dict(state["epoch_sums"])
+            # Saves written before the accuracy split carry a single "accuracy" sum: dropped (it only
+            # affects the epoch in progress's train accuracy, not the training itself).
+            fresh = _fresh_epoch_sums()
+            self.epoch_sums = {**fresh, **{k: v for k, v in state["epoch_sums"].items() if k in fresh}}
             stream_state = StreamState.from_arrays(stream_arrays)
             logger.info("resuming from %s (step %d, %d samples)", save.path, self.step, self.samples)
         elif init_weights is not None:
@@ -310,6 +434,7 @@ class Pretrainer:
         import tensorflow as tf
 
         model, optimizer, strategy = self.model, self.optimizer, self.strategy
+        ops = keras.ops
 
         def replica_step(x):
             with tf.GradientTape() as tape:
@@ -321,10 +446,9 @@ class Pretrainer:
                 loss = seq_loss + annot_loss
             grads = tape.gradient(loss, model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            correct = tf.cast(tf.equal(tf.argmax(seq_probs, axis=-1, output_type=tf.int32), x["token_targets"]),
-                              tf.float32)
-            accuracy = tf.reduce_sum(correct * x["token_weights"]) / x["n_tokens"][0]
-            return tf.stack([loss, seq_loss, annot_loss, accuracy])
+            pred = tf.argmax(seq_probs, axis=-1, output_type=tf.int32)
+            counts = accuracy_counts(pred, x["tokens"], x["token_targets"], x["token_weights"], xp=ops)
+            return tf.concat([tf.stack([loss, seq_loss, annot_loss]), tf.cast(counts, loss.dtype)], axis=0)
 
         # One trace for every episode: the signature leaves batch and length open.
         @tf.function(jit_compile=self.settings.jit_compile or None, input_signature=[element_spec])
@@ -357,12 +481,13 @@ class Pretrainer:
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self) -> dict:
-        """Held-out token accuracy, losses and GO AUC (annotation inputs off), or ``{}``."""
+        """Held-out metrics and their baselines (see the module docstring), or ``{}``."""
         if self._eval is None:
             kw = dict(seq_len=self.settings.eval_seq_len, max_records=self.settings.eval_max_records)
             batch = holdout_batch(self.dataset, self.settings.data, **kw)
             given = holdout_batch(self.dataset, self.settings.data, annotation_inputs=True, **kw)
-            self._eval = (batch, given) if batch is not None else False
+            freqs = training_label_frequencies(self.dataset, self.settings.data) if batch is not None else None
+            self._eval = (batch, given, freqs) if batch is not None else False
         if self._eval is False:
             return {}
         if self._predict is None:
@@ -371,10 +496,11 @@ class Pretrainer:
             model = self.model
             self._predict = tf.function(lambda t, a: model([t, a], training=False), input_signature=[
                 tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((None, model.n_annotations), tf.float32)])
-        batch, given = self._eval
-        out = evaluate_batch(self._predict, batch, self.settings.eval_batch_size)
-        with_inputs = evaluate_batch(self._predict, given, self.settings.eval_batch_size, only_not_given=True)
-        for key in ("eval_go_auc", "eval_go_auc_micro"):
+        batch, given, freqs = self._eval
+        size = self.settings.eval_batch_size
+        out = evaluate_batch(self._predict, batch, size, label_frequencies=freqs)
+        with_inputs = evaluate_batch(self._predict, given, size, only_not_given=True, label_frequencies=freqs)
+        for key in ("eval_go_auc_macro", "eval_go_auc_micro", "eval_go_auc_micro_baseline"):
             if key in with_inputs:
                 out[key.replace("eval_", "eval_partial_input_")] = with_inputs[key]
         return out
@@ -452,7 +578,8 @@ class Pretrainer:
                     if batch_step != self.step:
                         raise RuntimeError(f"internal: the pipeline delivered step {batch_step} at step {self.step}")
                     out = self._train_step(x).numpy()
-                    loss, seq_loss, annot_loss, acc = (float(v) for v in out)
+                    loss, seq_loss, annot_loss = (float(v) for v in out[:3])
+                    counts = out[3:]
                     if not all(math.isfinite(v) for v in (loss, seq_loss, annot_loss)):
                         where = self.last_save.path if self.last_save else "none (no save was made yet)"
                         raise TrainingDivergedError(
@@ -467,14 +594,15 @@ class Pretrainer:
                     step_losses.append((self.step - 1, loss, seq_loss, annot_loss))
                     e = self.epoch_sums
                     e["loss"] += loss; e["seq_loss"] += seq_loss; e["annot_loss"] += annot_loss  # noqa: E702
-                    e["accuracy"] += acc; e["steps"] += 1; e["tokens"] += L * B; e["samples"] += B  # noqa: E702
-                    e["seconds"] += dt
+                    e["steps"] += 1; e["tokens"] += L * B; e["samples"] += B; e["seconds"] += dt  # noqa: E702
+                    for k, v in zip(_COUNT_KEYS, counts):
+                        e[k] += float(v)
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{L * B / max(dt, 1e-9):.0f}",
                                     episode=f"{L}x{B}", lr=f"{self.lr:.2e}", refresh=False)
                     if step_hook is not None:
                         step_hook(self, self.step - 1, {"loss": loss, "seq_loss": seq_loss,
-                                                        "annot_loss": annot_loss, "accuracy": acc})
+                                                        "annot_loss": annot_loss, **accuracies(counts)})
                     at_epoch_end = self.step % s.steps_per_epoch == 0
                     if at_epoch_end:
                         self._end_epoch(writer)
@@ -520,7 +648,7 @@ class Pretrainer:
         record = {
             "epoch": self.epoch, "step": self.step, "samples": self.samples, "learning_rate": self.lr,
             "loss": e["loss"] / n, "seq_loss": e["seq_loss"] / n, "annot_loss": e["annot_loss"] / n,
-            "token_accuracy": e["accuracy"] / n,
+            **accuracies([e[k] for k in _COUNT_KEYS]),
             "samples_per_s": e["samples"] / max(e["seconds"], 1e-9),
             "tokens_per_s": e["tokens"] / max(e["seconds"], 1e-9),
         }
@@ -528,15 +656,19 @@ class Pretrainer:
             record.update(self.evaluate())
         self.lr = self.plateau.update(record["loss"], self.lr, s)
         self.optimizer.learning_rate.assign(self.lr)
-        self.epoch_sums = {k: 0 if k in ("steps", "tokens", "samples") else 0.0 for k in e}
+        self.epoch_sums = _fresh_epoch_sums()
         self._log_epoch(record, writer)
         if self.epoch % s.save_every_epochs == 0:
             self.save()
 
     def _log_epoch(self, record: dict, writer) -> None:
         self.history.append(record)
-        logger.info("epoch %d: %s", record["epoch"], ", ".join(
-            f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch", "step", "samples")))
+        train = ", ".join(f"{k}={v:.4g}" for k, v in record.items()
+                          if k not in ("epoch", "step", "samples") and not k.startswith("eval_"))
+        logger.info("epoch %d: %s", record["epoch"], train)
+        heldout = describe_heldout(record)
+        if heldout:
+            logger.info("epoch %d held-out: %s", record["epoch"], heldout)
         if writer is not None:
             import tensorflow as tf
 
@@ -544,6 +676,14 @@ class Pretrainer:
                 for k, v in record.items():
                     if k not in ("epoch", "step"):
                         _write_scalar(tf, k, v)
+
+
+_COUNT_KEYS = ("n_corrupted", "correct_corrupted", "n_uncorrupted", "correct_uncorrupted")
+
+
+def _fresh_epoch_sums() -> dict:
+    return {"loss": 0.0, "seq_loss": 0.0, "annot_loss": 0.0, "steps": 0, "tokens": 0, "samples": 0,
+            "seconds": 0.0, **{k: 0.0 for k in _COUNT_KEYS}}
 
 
 def _write_scalar(tf, name: str, value) -> None:
@@ -584,16 +724,21 @@ def column_auc(y, scores, mask=None) -> np.ndarray:
     return auc
 
 
-def evaluate_batch(predict, batch, batch_size: int = 64, only_not_given: bool = False) -> dict:
-    """Held-out metrics on one :class:`PretrainingBatch` (annotation inputs as given).
+def _micro_auc(y, scores, keep) -> float:
+    """ROC AUC over all kept (protein, term) pairs pooled."""
+    return float(column_auc(y.reshape(-1, 1), scores.reshape(-1, 1), keep.reshape(-1, 1))[0])
+
+
+def evaluate_batch(predict, batch, batch_size: int = 64, only_not_given: bool = False,
+                   label_frequencies=None) -> dict:
+    """Held-out metrics on one :class:`PretrainingBatch` (annotation inputs as given), each with
+    its baseline (the keys are described in the module docstring).
 
     ``predict(tokens, annotations) -> (token probs, annotation probs)``, e.g. a backbone's call.
     With ``only_not_given`` the GO AUCs leave out the (protein, term) pairs given as input, so they
-    measure recovering withheld annotations from the rest (``eval_partial_input_go_auc`` in training).
-
-    ``eval_token_accuracy`` counts every non-``<PAD>`` position, ``eval_corrupted_accuracy`` only
-    the corrupted ones; ``eval_go_auc`` is the mean ROC AUC over GO terms that have positives and
-    negatives among the annotated held-out proteins (``eval_go_auc_micro`` pools all pairs).
+    measure recovering withheld annotations from the rest. ``label_frequencies`` (one per GO term,
+    from the training proteins; see :func:`training_label_frequencies`) gives
+    ``eval_go_auc_micro_baseline``; without it that key is left out.
     """
     seq_parts, annot_parts = [], []
     for i in range(0, len(batch.tokens), batch_size):
@@ -603,15 +748,15 @@ def evaluate_batch(predict, batch, batch_size: int = 64, only_not_given: bool = 
     seq_p = np.concatenate(seq_parts)
     annot_p = np.concatenate(annot_parts).astype(np.float64)
     w = batch.token_weights > 0
-    pred = seq_p.argmax(-1)
-    corrupted = w & (batch.tokens != batch.token_targets)
-    p_true = np.take_along_axis(seq_p, batch.token_targets[..., None].astype(np.int64), -1)[..., 0]
-    out = {
-        "eval_seq_loss": float(-np.log(np.clip(p_true[w], 1e-7, 1)).mean()),
-        "eval_token_accuracy": float((pred == batch.token_targets)[w].mean()),
-    }
+    targets = batch.token_targets
+    p_true = np.take_along_axis(seq_p, targets[..., None].astype(np.int64), -1)[..., 0]
+    out = {"eval_seq_loss": float(-np.log(np.clip(p_true[w], 1e-7, 1)).mean())}
+    counts = accuracy_counts(seq_p.argmax(-1).astype(targets.dtype), batch.tokens, targets, batch.token_weights)
+    out.update(accuracies(counts, prefix="eval_"))
+    corrupted, _ = position_masks(batch.tokens, targets, batch.token_weights)
     if corrupted.any():
-        out["eval_corrupted_accuracy"] = float((pred == batch.token_targets)[corrupted].mean())
+        out["eval_corrupted_unigram_baseline"] = unigram_baseline(targets[corrupted])
+        out["eval_corrupted_positions"] = int(corrupted.sum())
     annotated = batch.annotation_targets.any(axis=1)
     if annotated.any():
         y = batch.annotation_targets[annotated]
@@ -620,10 +765,14 @@ def evaluate_batch(predict, batch, batch_size: int = 64, only_not_given: bool = 
         keep = ~(batch.annotations[annotated] > 0) if only_not_given else np.ones(y.shape, bool)
         aucs = column_auc(y, p, keep)
         if np.isfinite(aucs).any():
-            out["eval_go_auc"] = float(np.nanmean(aucs))
-        micro = column_auc(y.reshape(-1, 1), p.reshape(-1, 1), keep.reshape(-1, 1))[0]
+            out["eval_go_auc_macro"] = float(np.nanmean(aucs))
+            out["eval_go_terms_scored"] = int(np.isfinite(aucs).sum())
+        micro = _micro_auc(y, p, keep)
         if np.isfinite(micro):
-            out["eval_go_auc_micro"] = float(micro)
+            out["eval_go_auc_micro"] = micro
+            if label_frequencies is not None:
+                constant = np.broadcast_to(np.asarray(label_frequencies, np.float64), y.shape)
+                out["eval_go_auc_micro_baseline"] = _micro_auc(y, np.ascontiguousarray(constant), keep)
     return out
 
 
@@ -674,4 +823,6 @@ def predict_go_terms(model, annotations, seqs, top_k: int = 5, seq_len: int = 51
 __all__ = [
     "PretrainingSettings", "PretrainingResult", "Pretrainer", "TrainingDivergedError", "pretrain",
     "make_strategy", "evaluate_batch", "predict_go_terms", "load_pretrained", "column_auc", "PlateauState",
+    "MACRO_AUC_BASELINE", "accuracy_counts", "accuracies", "describe_heldout", "position_masks",
+    "training_label_frequencies", "unigram_baseline",
 ]

@@ -4,7 +4,7 @@
 * ``.keras`` — a whole Keras model file (architecture + weights);
 * ``.weights.h5`` — Keras weights only (the architecture must be given to read it back).
 
->>> model = load_backbone("../shared/fixtures/small_lamb.pkl")  # doctest: +SKIP
+>>> model = load_backbone("small_lamb.pkl")  # doctest: +SKIP
 >>> save_backbone(model, "small.keras")  # doctest: +SKIP
 """
 
@@ -17,8 +17,9 @@ import keras
 from ..errors import InputError, WeightsError
 from ..io_utils import atomic_write_path
 from ..model.backbone import ProteinBertBackbone
+from .locate import resolve_weights
 from .pkl import write_pkl
-from .released import backbone_from_released, export_released_weights
+from .released import backbone_from_released, check_finite, export_released_weights
 
 FORMATS = (".pkl", ".keras", ".weights.h5")
 
@@ -39,10 +40,16 @@ def _with_dtype(model: ProteinBertBackbone, dtype) -> ProteinBertBackbone:
     return clone
 
 
-def load_backbone(path, dtype=None, architecture: dict | None = None) -> ProteinBertBackbone:
+def load_backbone(path=None, dtype=None, architecture: dict | None = None) -> ProteinBertBackbone:
     """Open a backbone from ``.pkl``, ``.keras``, (with ``architecture``) ``.weights.h5``, or a
-    pretraining save directory (``epoch_E_sample_S/``, which holds ``epoch_E_sample_S.pkl``)."""
-    path = Path(path)
+    pretraining save directory (``epoch_E_sample_S/``, which holds ``epoch_E_sample_S.pkl``).
+
+    ``path=None``: ``$PROTEINBERT_WEIGHTS``, else ``~/proteinbert_models/`` (see
+    :func:`~proteinbert.weights.locate.resolve_weights`)."""
+    from ..hardware import guard_onednn_concurrency
+
+    guard_onednn_concurrency()  # often a script's first TensorFlow work (see its docstring)
+    path = resolve_weights(path)
     if path.is_dir():
         candidates = [path / f"{path.name}.pkl"] + sorted(path.glob("*.pkl"))
         found = [c for c in candidates if c.is_file()]
@@ -55,12 +62,10 @@ def load_backbone(path, dtype=None, architecture: dict | None = None) -> Protein
     if fmt == ".pkl":
         return backbone_from_released(path, **({"dtype": dtype} if dtype else {}))
     if fmt == ".keras":
-        try:
-            model = keras.saving.load_model(path, compile=False)
-        except (ValueError, OSError, KeyError, TypeError) as exc:
-            raise WeightsError(f"{path}: not a loadable .keras model ({exc})") from exc
+        model = open_keras_model(path)
         if not isinstance(model, ProteinBertBackbone):
             raise WeightsError(f"{path}: holds a {type(model).__name__}, not a ProteinBertBackbone")
+        check_finite(((v.path, v.numpy()) for v in model.weights), str(path))
         return _with_dtype(model, dtype)
     if architecture is None:
         raise InputError(f"{path}: a .weights.h5 file holds no architecture; pass architecture=...")
@@ -69,7 +74,21 @@ def load_backbone(path, dtype=None, architecture: dict | None = None) -> Protein
         model.load_weights(path)
     except (ValueError, OSError, KeyError) as exc:
         raise WeightsError(f"{path}: weights do not fit the architecture {architecture} ({exc})") from exc
+    check_finite(((v.path, v.numpy()) for v in model.weights), str(path))
     return model
+
+
+def open_keras_model(path):
+    """``keras.saving.load_model(path, compile=False)`` with errors that say what is wrong with the file."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # Keras would report a truncated or foreign file as "File not found"
+        raise WeightsError(f"{path}: not a .keras file (those are zip archives; this one is truncated or "
+                           "of another format)")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except (ValueError, OSError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        raise WeightsError(f"{path}: not a loadable .keras model ({type(exc).__name__}: {exc})") from exc
 
 
 def save_backbone(model: ProteinBertBackbone, path, optimizer_weights=None) -> None:

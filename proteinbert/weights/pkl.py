@@ -70,7 +70,7 @@ class ReleasedWeights:
 def read_pkl(path) -> ReleasedWeights:
     """Read and validate a released-format ``.pkl`` (the 2021 ``epoch_*_sample_*.pkl`` files).
 
-    >>> w = read_pkl("../shared/fixtures/small_lamb.pkl")  # doctest: +SKIP
+    >>> w = read_pkl("small_lamb.pkl")  # doctest: +SKIP
     >>> w.n_annotations, len(w.model_weights)  # doctest: +SKIP
     (50, 53)
     """

@@ -84,9 +84,29 @@ def load_released_weights(model: ProteinBertBackbone, weights, source: str | Non
             problems.append(f"#{i} {var.path}: file shape {tuple(arr.shape)}, model shape {tuple(var.shape)}")
     if problems:
         raise WeightsError(f"{source} do not fit the model:\n  " + "\n  ".join(problems))
+    check_finite(((var.path, arr) for var, arr in zip(variables, weights.model_weights)), source)
     for var, arr in zip(variables, weights.model_weights):
         var.assign(np.asarray(arr, dtype=var.dtype))
     logger.info("loaded %d weight tensors from %s", len(variables), source)
+
+
+def check_finite(named_arrays, source: str) -> None:
+    """Refuse weights holding NaN or infinity (they give all-NaN outputs without any error)."""
+    for name, arr in named_arrays:
+        arr = np.asarray(arr)
+        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+            raise WeightsError(f"{source}: weight array {name} {tuple(arr.shape)} holds {bad:,} non-finite "
+                               "value(s) (NaN or infinity); the file is damaged or from a diverged run")
+
+
+def _expected_shapes(arch: dict) -> list[tuple]:
+    """Array shapes of the released layout for ``arch`` (names: :func:`released_weight_names`)."""
+    A, V, S, G = arch["n_annotations"], arch["vocab_size"], arch["d_seq"], arch["d_global"]
+    H, K, Dk = arch["n_heads"], arch["conv_kernel_size"], arch["d_key"]
+    block = [(G, S), (S,), (K, S, S), (S,), (K, S, S), (S,), (S,), (S,), (S, S), (S,), (S,), (S,),
+             (G, G), (G,), (H, G, Dk), (H, S, Dk), (H, S, G // H), (G,), (G,), (G, G), (G,), (G,), (G,)]
+    return [(A, G), (G,), (V, S)] + block * arch["n_blocks"] + [(S, V), (V,), (G, A), (A,)]
 
 
 def export_released_weights(model: ProteinBertBackbone, optimizer_weights=None) -> ReleasedWeights:
@@ -95,38 +115,56 @@ def export_released_weights(model: ProteinBertBackbone, optimizer_weights=None) 
     return ReleasedWeights(model.n_annotations, arrays, list(optimizer_weights or []))
 
 
-def infer_architecture(weights: ReleasedWeights) -> dict:
+def infer_architecture(weights: ReleasedWeights, source: str = "weights") -> dict:
     """Architecture keyword arguments implied by the array shapes of a released dump.
 
     ``conv_kernel_size`` comes from the conv kernels; ``wide_conv_dilation_rate`` cannot be
-    seen in the weights and keeps its default (5) unless given.
+    seen in the weights and keeps its default (5) unless given. Every array (and
+    ``n_annotations``) is checked against the layout first, so a damaged file is refused by
+    name before a model of absurd size is built.
     """
     arrays = weights.model_weights
     if len(arrays) < 7 or (len(arrays) - 7) % 23:
-        raise WeightsError(f"{len(arrays)} weight arrays do not form a ProteinBERT layout (7 + 23 per block)")
+        raise WeightsError(f"{source}: {len(arrays)} weight arrays do not form a ProteinBERT layout "
+                           "(7 + 23 per block)")
     n_blocks = (len(arrays) - 7) // 23
+    names = released_weight_names(n_blocks)
+    for i, rank in ((0, 2), (2, 2), (5, 3), (3 + 14, 3)):  # the arrays the sizes are read from
+        if np.ndim(arrays[i]) != rank:
+            raise WeightsError(f"{source}: array #{i} {names[i]} has shape {tuple(np.shape(arrays[i]))}; "
+                               f"the layout needs {rank} dimensions")
     d_seq = int(arrays[2].shape[1])
     d_global = int(arrays[0].shape[1])
-    wq = arrays[3 + 14]  # first block's Wq
-    n_heads, _, d_key = (int(x) for x in wq.shape)
-    return dict(
+    n_heads, _, d_key = (int(x) for x in arrays[3 + 14].shape)  # first block's Wq
+    arch = dict(
         n_annotations=weights.n_annotations, vocab_size=int(arrays[2].shape[0]), d_seq=d_seq,
         d_global=d_global, n_blocks=n_blocks, n_heads=n_heads, d_key=d_key,
         conv_kernel_size=int(arrays[5].shape[0]),
     )
+    if min(v for k, v in arch.items()) < 1 or d_global % n_heads:
+        raise WeightsError(f"{source}: the array shapes imply an impossible architecture {arch}")
+    problems = [f"#{i} {name}: shape {tuple(np.shape(a))}, expected {shape}"
+                for i, (name, a, shape) in enumerate(zip(names, arrays, _expected_shapes(arch)))
+                if tuple(np.shape(a)) != shape]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise WeightsError(f"{source}: arrays do not fit one ProteinBERT layout (n_annotations="
+                           f"{weights.n_annotations}, d_seq={d_seq}, d_global={d_global}): "
+                           + "; ".join(problems[:3]) + more)
+    return arch
 
 
 def backbone_from_released(path_or_weights, **overrides) -> ProteinBertBackbone:
     """Build a backbone whose architecture fits a released dump and load it.
 
-    >>> model = backbone_from_released("../shared/fixtures/small_lamb.pkl")  # doctest: +SKIP
+    >>> model = backbone_from_released("small_lamb.pkl")  # doctest: +SKIP
     """
     source = None
     weights = path_or_weights
     if not isinstance(weights, ReleasedWeights):
         source = str(weights)
         weights = read_pkl(weights)
-    arch = infer_architecture(weights)
+    arch = infer_architecture(weights, source or "weights")
     for key, value in overrides.items():
         if key in arch and key != "n_annotations" and arch[key] != value:
             raise WeightsError(

@@ -1,0 +1,102 @@
+"""The benchmark suite on tiny hand-made benchmark CSVs: the table's columns, resuming per
+benchmark, --redo, refusing rows of other settings, and the data folder from the environment."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from proteinbert.benchmark_suite import BENCHMARKS, COLUMNS, cpu_model
+from proteinbert.cli.benchmark_suite import DATA_ENV, main
+
+SMALL = ["--small", "--from-scratch", "--max-train", "24", "--max-eval", "12"]
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """signalP_binary (train, test) and stability (train, valid, test) with random sequences."""
+    rng = np.random.default_rng(0)
+    aas = list("ACDEFGHIKLMNPQRSTVWY")
+    seqs = lambda n: ["".join(rng.choice(aas, int(rng.integers(20, 60)))) for _ in range(n)]  # noqa: E731
+    d = tmp_path / "benchmarks"
+    d.mkdir()
+    for split, n in (("train", 30), ("test", 12)):
+        pd.DataFrame({"seq": seqs(n), "label": [i % 2 for i in range(n)]}).to_csv(d / f"signalP_binary.{split}.csv",
+                                                                                   index=False)
+    for split, n in (("train", 24), ("valid", 8), ("test", 12)):
+        pd.DataFrame({"seq": seqs(n), "label": rng.normal(size=n).round(3)}).to_csv(d / f"stability.{split}.csv",
+                                                                                    index=False)
+    return d
+
+
+def test_paper_no_pretraining_column():
+    got = {b.name: b.paper_no_pretraining for b in BENCHMARKS}
+    assert got == {"signal peptide": 0.991, "neuropeptide cleavage": 0.940, "remote homology": 0.063,
+                   "fold classes": 0.593, "stability": 0.634, "secondary structure": 0.704, "disorder": 0.862,
+                   "fluorescence": 0.647, "major PTMs": None}
+
+
+def test_cpu_model(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9B14 96-Core Processor\n")
+    assert cpu_model(info) == "AMD EPYC 9B14 96-Core Processor"
+    assert cpu_model(tmp_path / "absent")  # falls back to platform's answer
+
+
+def test_suite_resumes_per_benchmark_and_redo_reruns(data_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "res" / "scratch"
+    csv, md, sidecar = (out.parent / f"scratch.{x}" for x in ("csv", "md", "json"))
+    signal = ["--benchmark", "signal peptide"]
+    monkeypatch.setenv(DATA_ENV, str(data_dir))  # no --data-dir: the folder comes from the environment
+    assert main(SMALL + signal + ["--out", str(out)]) == 0, capsys.readouterr().err
+    first = pd.read_csv(csv)
+    assert tuple(first.columns[:4]) == ("benchmark", "metric", "score", "paper_no_pretraining")
+    assert set(COLUMNS) <= set(first.columns)
+    row = first.iloc[0]
+    assert row.benchmark == "signal peptide" and row.status == "ok" and row.paper_no_pretraining == 0.991
+    assert row.seed == 0 and row.wall_s > 0 and row.machine and row.metric == "AUC"
+    stamp = csv.stat().st_mtime_ns
+    capsys.readouterr()
+
+    # a second part: signal peptide is kept (not run again), stability is added
+    monkeypatch.delenv(DATA_ENV)
+    both = SMALL + ["--data-dir", str(data_dir)] + signal + ["--benchmark", "stability", "--out", str(out)]
+    assert main(both) == 0
+    assert "signal peptide: finished earlier" in capsys.readouterr().err
+    second = pd.read_csv(csv)
+    assert second.benchmark.tolist() == ["signal peptide", "stability"]
+    pd.testing.assert_series_equal(second.iloc[0], first.iloc[0], check_names=False)
+    assert second.iloc[1].paper_no_pretraining == 0.634 and second.iloc[1].status == "ok"
+
+    # everything finished: nothing runs, nothing is rewritten
+    stamp = csv.stat().st_mtime_ns
+    assert main(both) == 0
+    assert csv.stat().st_mtime_ns == stamp
+    assert "every selected benchmark was finished earlier" in capsys.readouterr().err
+
+    # --redo runs the selected benchmark again and keeps the other row
+    assert main(SMALL + ["--data-dir", str(data_dir)] + signal + ["--redo", "--out", str(out)]) == 0
+    assert "signal peptide: finished earlier" not in capsys.readouterr().err
+    assert csv.stat().st_mtime_ns != stamp
+    third = pd.read_csv(csv)
+    assert third.benchmark.tolist() == ["signal peptide", "stability"]
+    pd.testing.assert_series_equal(third.iloc[1], second.iloc[1], check_names=False)
+
+    runs = json.loads(sidecar.read_text())["runs"]
+    assert [r["benchmarks"] for r in runs] == [["signal peptide"], ["stability"], ["signal peptide"]]
+    assert runs[0]["command"][:2] == ["benchmark_suite", "--small"] and runs[0]["versions"]["tensorflow"]
+    text = md.read_text()
+    assert text.count("- machine: ") == 3 and "--benchmark 'signal peptide'" in text and "\n| benchmark |" in text
+
+    # rows of other settings are refused, not mixed into the table
+    assert main(SMALL + ["--data-dir", str(data_dir)] + signal + ["--seed", "1", "--out", str(out)]) == 1
+    assert "made with other settings" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(pd.read_csv(csv), third)
+
+
+def test_data_folder_is_required(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    assert main(SMALL + ["--out", str(tmp_path / "x")]) == 2
+    assert f"pass --data-dir DIR or set {DATA_ENV}" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
