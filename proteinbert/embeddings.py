@@ -4,7 +4,7 @@ Two choices name what is computed:
 
 * ``layers="last"`` — the final block's normalised states: ``d_seq`` per residue (128 for the
   released model) and ``d_global`` per protein (512);
-* ``layers="all"`` — the 2021 concatenation of every hidden layer (SPEC §2): 1562 per residue and
+* ``layers="all"`` — the 2021 concatenation of every hidden layer: 1562 per residue and
   15599 per protein for the released model.
 
 Sequences are grouped into length buckets and batched under a token budget; each protein is padded

@@ -1,6 +1,6 @@
 """Pretraining batches from the HDF5 dataset: length episodes, corruption, a reproducible schedule.
 
-What this module does (SPEC §5), and the choices made where the 2021 code left room:
+What this module does, and the choices made where the 2021 code left room:
 
 * Records are read in chunks of ``chunk_size`` through :class:`PretrainingDataset`, never the
   whole file. Chunk ``k`` covers the training records ``[(k mod n_chunks) * chunk_size, ...)``
@@ -57,7 +57,7 @@ _CHUNK, _STEP, _HOLDOUT = 0, 1, 2
 
 @dataclass(frozen=True)
 class PretrainingDataSettings:
-    """How pretraining batches are made (defaults: the 2021 values, SPEC §5)."""
+    """How pretraining batches are made (defaults: the 2021 values)."""
 
     episodes: tuple = DEFAULT_EPISODES
     steps_per_episode: int = 100

@@ -7,7 +7,7 @@ builder needs are extracted; everything else in an entry is skipped.
 * UniRef: ``XmlRecord(key=<entry id, e.g. UniRef90_P0C9F0>, name=<representativeMember/dbReference/@id>,
   accession=<its 'UniProtKB accession' property or ''>, go_ids=<entry-level GO MF/BP/CC properties>,
   seq=<representativeMember/sequence or None>, line)``. The ``key`` is the FASTA id of the cluster
-  (the join key; SPEC §4: never rebuild it from the member name).
+  (the join key: never rebuild it from the member name).
 * UniProtKB: ``key=accession=<first accession>``, ``name=<entry name>``, ``go_ids`` from
   ``dbReference[@type="GO"]``, ``seq`` from ``sequence``.
 
