@@ -143,8 +143,15 @@ def onednn_enabled() -> bool:
     return bool(_pywrap_util_port.IsMklEnabled())
 
 
-# Warn once per process that the guard came too late (library calls repeat it).
-_warned_late = False
+# Warn once per process (library calls repeat the guard).
+_warned = False
+
+
+def _warn_once(message: str, *args) -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        logger.warning(message, *args)
 
 
 def guard_onednn_concurrency() -> bool:
@@ -172,18 +179,14 @@ def guard_onednn_concurrency() -> bool:
     if current == 1:
         return False
     if current > 1:
-        logger.warning(
+        _warn_once(
             "TensorFlow runs %d operations at once with oneDNN on: this corrupts memory at random in "
             "TensorFlow 2.21 (NaN losses, crashes). Use --threads INTRA,1 or TF_ENABLE_ONEDNN_OPTS=0.", current)
         return False
     try:
         threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:  # the runtime has started: pools are fixed
-        global _warned_late
-        if _warned_late:
-            return False
-        _warned_late = True
-        logger.warning(
+        _warn_once(
             "TensorFlow started before proteinbert could limit it to one operation at a time; with oneDNN on "
             "this can corrupt memory at random (NaN losses, crashes). Call "
             "proteinbert.hardware.guard_onednn_concurrency() first thing, or set TF_ENABLE_ONEDNN_OPTS=0.")
