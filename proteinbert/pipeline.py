@@ -325,7 +325,7 @@ BEATEN_KEYS = ("eval_corrupted_accuracy", "eval_go_auc_macro", "eval_go_auc_micr
 def _heldout_rows() -> tuple:
     """(label, history key, baseline label, baseline: history key, constant or None) of the
     report's pretraining table."""
-    from .training.pretraining import MACRO_AUC_BASELINE
+    from .training.pretraining_metrics import MACRO_AUC_BASELINE
 
     return (
         ("accuracy at corrupted positions", "eval_corrupted_accuracy", "most frequent token",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from .pretraining import MACRO_AUC_BASELINE
+from .pretraining_metrics import MACRO_AUC_BASELINE
 
 #: Panels: (title, y-axis label, [(history key, legend label, line style)], constant baselines).
 PANELS = (
