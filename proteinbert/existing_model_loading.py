@@ -11,13 +11,15 @@ import logging
 from pathlib import Path
 
 from .errors import WeightsError
-from .model_generation import InputEncoder, PretrainingModelGenerator, translate_create_model_kwargs
+from .model_generation import _LEGACY_KWARGS, InputEncoder, PretrainingModelGenerator, translate_create_model_kwargs
 from .weights.locate import DEFAULT_WEIGHTS_DIR, DOWNLOAD_URL, RELEASED_WEIGHTS_FILE, resolve_weights
 from .weights.locate import WEIGHTS_ENV_VAR  # noqa: F401  (kept for 2021-style imports)
 from .weights.pkl import read_pkl
 from .weights.released import infer_architecture
 
 logger = logging.getLogger(__name__)
+
+_MODERN_TO_LEGACY = {modern: legacy for legacy, modern in _LEGACY_KWARGS.items()}
 
 DEFAULT_LOCAL_MODEL_DUMP_DIR = DEFAULT_WEIGHTS_DIR
 DEFAULT_LOCAL_MODEL_DUMP_FILE_NAME = RELEASED_WEIGHTS_FILE
@@ -52,6 +54,8 @@ def load_pretrained_model_from_dump(dump_file_path, create_model_function=None, 
         raise WeightsError(f"{dump_file_path}: create_model_kwargs do not fit the weights: {', '.join(conflicts)}")
     inferred.pop("n_annotations")
     kwargs = {**inferred, **asked}
+    if create_model_function is not None:  # it takes the 2021 keyword names
+        kwargs = {_MODERN_TO_LEGACY.get(k, k): v for k, v in kwargs.items()}
     generator = PretrainingModelGenerator(
         create_model_function, weights.n_annotations, kwargs, optimizer_class, lr, other_optimizer_kwargs,
         model_weights=weights.model_weights,

@@ -100,8 +100,14 @@ class FinetuningModelGenerator:
         self.pretraining_model_manipulation_function = pretraining_model_manipulation_function
         self.dropout_rate = dropout_rate
         self.hidden_layers = _hidden_layers_for(pretraining_model_manipulation_function)
+        if optimizer_weights is not None:
+            # 2021 set them on a model compiled once; here every stage compiles a fresh optimizer
+            # (another learning rate, other trainable layers), so there is nothing they could fit.
+            raise InputError("FinetuningModelGenerator(optimizer_weights=...) is not supported: each fine-tuning "
+                             "stage starts a fresh optimizer. Pass optimizer_weights=None (model_weights are "
+                             "kept).")
         self.model_weights = model_weights
-        self.optimizer_weights = optimizer_weights
+        self.optimizer_weights = None
         self.virtual_pad_length = virtual_pad_length
         self.training_padding = ("fixed", 512)  # set by finetune; evaluation pads the same way
         self._model = None

@@ -17,9 +17,9 @@ import logging
 import keras
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, WeightsError
 from .model.backbone import ProteinBertBackbone
-from .tokenizer import encode_batch
+from .tokenizer import VOCAB_SIZE, encode_batch
 from .weights.pkl import ReleasedWeights
 from .weights.released import export_released_weights, load_released_weights
 
@@ -56,6 +56,12 @@ class PretrainingModelGenerator:
     ``create_model(seq_len)`` returns a fresh model holding the generator's weights (so fine-tuning
     one model never changes another); the model accepts every length, ``seq_len`` is ignored.
 
+    As in 2021, ``create_model_function(seq_len, vocab_size, n_annotations, **create_model_kwargs)``
+    builds the model when given; it must return a :class:`ProteinBertBackbone` (for instance
+    :func:`proteinbert.conv_and_global_attention_model.create_model`), since the released weight
+    layout and the fine-tuning heads are defined on it. ``optimizer_weights`` (the third element of a
+    released ``.pkl``) are loaded into the optimizer of every compiled model.
+
     >>> gen = PretrainingModelGenerator(n_annotations=5, create_model_kwargs=dict(d_hidden_seq=8,
     ...     d_hidden_global=16, n_blocks=1, n_heads=2, d_key=4))
     >>> gen.create_model(64, compile=False).count_params() > 0
@@ -78,21 +84,47 @@ class PretrainingModelGenerator:
         self.optimizer_weights = None if optimizer_weights is None else list(optimizer_weights)
         self.annots_loss_weight = annots_loss_weight
 
-    def backbone(self, init_weights: bool = True, dtype=None) -> ProteinBertBackbone:
+    def backbone(self, init_weights: bool = True, dtype=None, seq_len: int | None = None) -> ProteinBertBackbone:
         """A new :class:`ProteinBertBackbone` holding this generator's weights."""
-        model = ProteinBertBackbone(**self.architecture, dtype=dtype)
+        if self.create_model_function is None:
+            model = ProteinBertBackbone(**self.architecture, dtype=dtype)
+        else:
+            if dtype is not None:
+                raise InputError("dtype cannot be combined with create_model_function (the function builds "
+                                 f"the model). Received: dtype={dtype!r}")
+            kwargs = dict(self.create_model_kwargs)
+            kwargs.pop("seq_len", None)
+            vocab_size = kwargs.pop("vocab_size", VOCAB_SIZE)
+            model = self.create_model_function(seq_len, vocab_size, self.n_annotations, **kwargs)
+            if not isinstance(model, ProteinBertBackbone):
+                raise InputError(
+                    "create_model_function must return a ProteinBertBackbone (e.g. "
+                    "proteinbert.conv_and_global_attention_model.create_model): the released weight layout "
+                    f"is defined on it. Received: {type(model).__name__} from {self.create_model_function!r}")
         if init_weights and self.model_weights is not None:
             load_released_weights(model, ReleasedWeights(self.n_annotations, self.model_weights), source="generator weights")
         return model
 
     def create_model(self, seq_len: int | None = None, compile: bool = True, init_weights: bool = True):
-        model = self.backbone(init_weights=init_weights)
+        model = self.backbone(init_weights=init_weights, seq_len=seq_len)
         if compile:
             optimizer = None
             if self.optimizer_class is not None:
                 optimizer = self.optimizer_class(learning_rate=self.lr, **self.other_optimizer_kwargs)
             compile_pretraining_model(model, self.lr, self.annots_loss_weight, optimizer)
+            if self.optimizer_weights:
+                self._load_optimizer_weights(model)
         return model
+
+    def _load_optimizer_weights(self, model: ProteinBertBackbone) -> None:
+        from .training.checkpoints import import_lamb_state
+
+        model.optimizer.build(model.trainable_variables)
+        if not import_lamb_state(model, model.optimizer, self.optimizer_weights, "optimizer_weights"):
+            raise WeightsError(
+                f"optimizer_weights do not fit this model and optimizer: {len(self.optimizer_weights)} arrays, "
+                "expected the step count then first and second moments of every weight "
+                "(pass load_optimizer_weights=False to start the optimizer afresh)")
 
     def update_state(self, model: ProteinBertBackbone) -> None:
         """Keep ``model``'s current weights as this generator's weights."""

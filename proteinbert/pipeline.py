@@ -131,8 +131,14 @@ def step_dataset(settings: PipelineSettings) -> dict:
     from .data.dataset_builder import DatasetSettings, build_dataset
 
     path = settings.dataset_path
-    if not _should_run(settings, "dataset", path):
-        return json.loads((settings.output_dir / "dataset.json").read_text())
+    summary_path = settings.output_dir / "dataset.json"
+    # dataset.json is written last: it is the step's marker. A dataset.h5 without it (a run stopped
+    # between the two) is rebuilt rather than trusted without its summary.
+    if not _should_run(settings, "dataset", summary_path):
+        return json.loads(summary_path.read_text())
+    if path.exists():
+        logger.info("step dataset: %s has no summary (%s); building it again", path, summary_path.name)
+        path.unlink()
     for p in (settings.fasta, settings.go_tsv, settings.go_obo):
         if not p.is_file():
             raise InputError(f"input file not found: {p}")
@@ -142,7 +148,7 @@ def step_dataset(settings: PipelineSettings) -> dict:
         go_tsv=settings.go_tsv, min_records_per_term=settings.min_records_per_term, seed=settings.seed,
     ))
     info = summary.as_dict()
-    _write_json(settings.output_dir / "dataset.json", info)
+    _write_json(summary_path, info)
     return info
 
 
@@ -288,14 +294,14 @@ def step_task(settings: PipelineSettings, task_name: str) -> dict | None:
     save = checkpoints.latest_save(settings.pretrain_dir)
     if save is None:
         raise InputError(f"no pretrained model in {settings.pretrain_dir}: run the pretrain step first")
-    results = {}
+    results, n_annotations = {}, None
     for variant in ("pretrained", "scratch"):
         keras.utils.set_random_seed(settings.seed)
         if variant == "pretrained":
             backbone = backbone_from_released(save.pkl_path)
-        else:
-            backbone = ProteinBertBackbone(n_annotations=backbone_from_released(save.pkl_path).n_annotations,
-                                           **settings.architecture)
+            n_annotations = backbone.n_annotations
+        else:  # the same architecture, randomly initialised
+            backbone = ProteinBertBackbone(n_annotations=n_annotations, **settings.architecture)
         logger.info("step %s: fine-tuning the %s model", task_name, variant)
         r = _finetune_and_test(task, backbone, settings, frozen_stage=(variant == "pretrained"))
         r["model"].save(out / f"model_{variant}", overwrite=True)

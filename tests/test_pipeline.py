@@ -75,6 +75,21 @@ def test_rerun_skips_finished_steps(finished):
     assert (settings.output_dir / "dataset.h5").stat().st_mtime_ns == stamp
 
 
+def test_dataset_without_its_summary_is_rebuilt(finished, tmp_path):
+    """A run stopped between writing dataset.h5 and dataset.json must not fail on every re-run."""
+    import dataclasses
+
+    from proteinbert.data.h5dataset import PretrainingDataset
+    from proteinbert.pipeline import step_dataset
+
+    settings = dataclasses.replace(finished[0], output_dir=tmp_path)
+    settings.dataset_path.write_bytes(b"stale")  # left by the stopped run; no dataset.json
+    info = step_dataset(settings)
+    assert json.loads((tmp_path / "dataset.json").read_text()) == json.loads(json.dumps(info, default=str))
+    with PretrainingDataset(settings.dataset_path) as ds:
+        assert len(ds) == info["n_records"] > 1000
+
+
 def test_bad_settings_and_usage(tmp_path):
     with pytest.raises(InputError, match="redo names unknown steps"):
         PipelineSettings(redo=("nope",))

@@ -16,7 +16,6 @@ import re
 from typing import Iterator, NamedTuple, TextIO
 
 from ..errors import FormatError
-from .streams import open_threaded_text
 
 _SPLIT = re.compile(r"[;,\s]+")
 
@@ -59,9 +58,3 @@ def parse_go_tsv(handle: TextIO, path: str = "<stream>") -> Iterator[GoTsvRecord
     if n == 0:
         raise FormatError("no accession → GO rows found", path, lineno or None)
 
-
-def read_go_tsv(path) -> Iterator[GoTsvRecord]:
-    """Stream records from a GO TSV file (``.gz`` or plain)."""
-    raw, text = open_threaded_text(path)
-    with text:
-        yield from parse_go_tsv(text, str(path))

@@ -9,9 +9,10 @@ tsv        (accession, accession, accession, go_ids, line)
 fasta      (id, seq, line)
 =========  ==================================================
 
-The worker is started with ``fork`` (Linux): ``spawn``/``forkserver`` would re-run the main script
-(``bin/create_dataset`` has no ``__main__`` guard). The child only parses and talks through its
-queue; it never touches the parent's SQLite or HDF5 handles. Elsewhere sources run in-process.
+The worker is a fresh interpreter (``spawn``): forking a process that already runs threads (the
+decompression threads of other sources, TensorFlow's pools when the pipeline builds a dataset)
+can leave the child waiting on a lock no thread will release. The child only parses and talks
+through its queue; it never touches the parent's SQLite or HDF5 handles.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import multiprocessing
 import os
 import queue
 import signal
-import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -72,13 +72,13 @@ def _worker_main(kind: str, path: str, out, batch: int) -> None:
         out.put(("error", type(exc).__name__, str(exc), None, None))
 
 
-_WORKER_CONTEXT = "fork" if sys.platform.startswith("linux") else None
+_WORKER_CONTEXT = "spawn"
 
 
 class RecordSource:
     """Iterate the records of one input file; ``raw_bytes_read``/``size``/``digest`` as ThreadedInput.
 
-    With ``parallel`` (on Linux) the parser runs in a worker process (its decompression on a thread there),
+    With ``parallel`` the parser runs in a worker process (its decompression on a thread there),
     so parsing and the builder's own work (GO resolution, SQLite, spooling) use both cores.
     """
 
@@ -91,7 +91,7 @@ class RecordSource:
         self._stream = None
 
     def __enter__(self):
-        if self.parallel and _WORKER_CONTEXT is not None:
+        if self.parallel:
             ctx = multiprocessing.get_context(_WORKER_CONTEXT)
             self._queue = ctx.Queue(maxsize=16)
             self._proc = ctx.Process(target=_worker_main, args=(self.kind, self.path, self._queue, 2000),

@@ -175,9 +175,3 @@ class ThreadedInput(io.RawIOBase):
             self._thread.join(timeout=5)
         super().close()
 
-
-def open_threaded_text(path) -> tuple[ThreadedInput, io.TextIOWrapper]:
-    """A :class:`ThreadedInput` and a UTF-8 text view of it (universal newlines)."""
-    raw = ThreadedInput(path)
-    text = io.TextIOWrapper(io.BufferedReader(raw, buffer_size=1 << 20), encoding="utf-8", newline=None)
-    return raw, text

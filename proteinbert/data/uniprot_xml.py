@@ -30,7 +30,6 @@ from typing import BinaryIO, Iterator, NamedTuple
 from lxml import etree
 
 from ..errors import FormatError
-from .streams import ThreadedInput
 
 UNIREF_NS = "http://uniprot.org/uniref"
 UNIPROT_NS = "http://uniprot.org/uniprot"
@@ -146,14 +145,3 @@ def parse_uniprot_xml(source: BinaryIO, path: str = "<stream>") -> Iterator[XmlR
     """Records from an open binary UniProtKB XML stream (decompressed)."""
     return _run(source, path, f"{{{UNIPROT_NS}}}entry", _uniprot_entry, "UniProtKB")
 
-
-def read_uniref_xml(path) -> Iterator[XmlRecord]:
-    """Stream records from a UniRef XML file (``.gz`` or plain; decompressed on a second thread)."""
-    with ThreadedInput(path) as stream:
-        yield from parse_uniref_xml(stream, str(path))
-
-
-def read_uniprot_xml(path) -> Iterator[XmlRecord]:
-    """Stream records from a UniProtKB XML file (``.gz`` or plain; decompressed on a second thread)."""
-    with ThreadedInput(path) as stream:
-        yield from parse_uniprot_xml(stream, str(path))
