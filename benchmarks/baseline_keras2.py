@@ -1,36 +1,57 @@
 """Reference speed of the ProteinBERT architecture on TensorFlow 2.15 / Keras 2 on *this* machine.
 
-The issue's speed targets were taken with the 2021 code on TF 2.15 on another CPU. This script
-rebuilds the same architecture (SPEC §2: same layers, widths, exact GELU, all heads of global
-attention at once, one fixed-length model per shape, as the 2021 code does) in plain tf.keras 2,
-so the old software stack can be timed on the hardware at hand, beside `throughput.py`.
+The 2021 code ran on TensorFlow 2.15 / Keras 2. This script rebuilds the same architecture (same
+layers and widths, exact GELU, all heads of the global attention, one fixed-length model per shape,
+as the 2021 code does) in plain tf.keras 2, so that the old software stack can be timed on the
+hardware at hand, beside ``throughput.py``.
 
 It runs in its own environment, not the project's (TF 2.15 cannot share a venv with TF 2.21):
 
     python3 -m venv /tmp/tf215 && /tmp/tf215/bin/pip install tensorflow-cpu==2.15.1
     /tmp/tf215/bin/python benchmarks/baseline_keras2.py            # forward, train, batch-1
+    /tmp/tf215/bin/python benchmarks/baseline_keras2.py --quick    # seconds: a tiny model, tiny shapes
 
-BASELINE_ATTENTION=einsum computes all heads in one einsum instead of a loop over heads.
-Prints one JSON line per measurement, in the same fields as `throughput.py`. The optimizer is
-Adam (LAMB needs tensorflow-addons; the optimizer update is <1% of a step at these shapes).
+Run under Keras 3 it stops with exit code 2. BASELINE_ATTENTION=einsum computes all heads in one
+einsum instead of a loop over heads. Prints one JSON line per measurement, in the same fields as
+``throughput.py``, after a ``machine`` line. The optimizer is Adam (LAMB needs
+tensorflow-addons; the optimizer update is <1% of a step at these shapes).
 """
 
 import argparse
+import importlib.metadata
 import json
 import os
-import subprocess
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
-# Shared with the main benchmark, so both time, feed and measure the model the same way
-# (throughput.py imports only the standard library and numpy at module level).
-from throughput import N_ANNOTATIONS, _inputs, _peak_rss_mb, best_time
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Shared with throughput.py, so both time, feed and measure the model the same way (the harness
+# imports only the standard library and numpy at module level: it works in the TF 2.15 venv).
+import _harness  # noqa: E402
+from _harness import N_ANNOTATIONS, best_time, synthetic_inputs  # noqa: E402
 
 VOCAB = 26
 ATTENTION = os.environ.get("BASELINE_ATTENTION", "loop")  # "loop" or "einsum" (all heads at once)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What one run measures: the architecture (``build``'s keywords) and the shapes, as throughput.py."""
+
+    architecture: tuple = ()  # (name, value) pairs overriding build()'s defaults
+    forward: tuple = (32, 512)  # (batch, length)
+    train: tuple = ((128, 128), (512, 64), (1024, 32))  # (length, batch)
+    batch1: tuple = (512, 2048, 8192, 32768)
+    repeats: int = 5
+    batch1_repeats: int = 3
+
+
+FULL = Sizes()
+QUICK = Sizes(architecture=tuple(_harness.QUICK_ARCHITECTURE.items()), forward=(4, 64), train=((64, 4),),
+              batch1=(128, 512), repeats=1, batch1_repeats=1)
 
 
 def build(seq_len, n_annotations=N_ANNOTATIONS, d_seq=128, d_global=512, n_blocks=6, n_heads=4, d_key=64,
@@ -89,23 +110,25 @@ def build(seq_len, n_annotations=N_ANNOTATIONS, d_seq=128, d_global=512, n_block
     return keras.Model([tokens, annotations], [out_seq, out_ann])
 
 
-def forward(batch, length, repeats):
+def forward(sizes, batch, length, repeats):
     import tensorflow as tf
 
-    model = build(length)
+    arch = dict(sizes.architecture)
+    model = build(length, **arch)
     fn = tf.function(lambda t, a: model([t, a], training=False))
-    tokens, annotations = _inputs(batch, length)
+    tokens, annotations = synthetic_inputs(batch, length, arch.get("n_annotations", N_ANNOTATIONS))
     fn(tokens, annotations)
     return best_time(lambda: fn(tokens, annotations)[1].numpy(), repeats)
 
 
-def train(batch, length, repeats):
+def train(sizes, batch, length, repeats):
     from tensorflow import keras
 
-    model = build(length)
+    arch = dict(sizes.architecture)
+    model = build(length, **arch)
     model.compile(optimizer=keras.optimizers.Adam(2e-4),
                   loss=["sparse_categorical_crossentropy", "binary_crossentropy"])
-    tokens, annotations = _inputs(batch, length, seed=1)
+    tokens, annotations = synthetic_inputs(batch, length, arch.get("n_annotations", N_ANNOTATIONS), seed=1)
     sw_seq = (tokens != 25).astype("float32")
     sw_ann = np.ones((batch,), "float32")
     step = lambda: model.train_on_batch([tokens, annotations], [tokens, annotations],  # noqa: E731
@@ -114,35 +137,51 @@ def train(batch, length, repeats):
     return best_time(step, repeats)
 
 
-def main():
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", choices=("forward", "train", "batch1"))
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, help="timed calls per measurement (default 5; 1 with --quick)")
+    p.add_argument("--quick", action="store_true", help="seconds: a tiny model and tiny shapes")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     import tensorflow as tf
+    from tensorflow import keras
 
+    # TF 2.15's tf.keras has no __version__; the installed keras package is then the same Keras 2.
+    keras_version = getattr(keras, "__version__", None) or importlib.metadata.version("keras")
+    if not keras_version.startswith("2."):
+        p.error(f"this script needs TensorFlow <= 2.15 with Keras 2; this interpreter ({sys.executable}) has "
+                f"TensorFlow {tf.__version__} with Keras {keras_version}. Run it with the interpreter of such "
+                "an environment (see --help)")
+    sizes = QUICK if args.quick else FULL
+    repeats = args.repeats or sizes.repeats
     if args.child:
-        seconds = forward(1, args.child, args.repeats)
-        peak = _peak_rss_mb()
-        print(json.dumps({"section": "batch1", "length": args.child, "seconds": round(seconds, 4),
-                          "peak_rss_mb": round(peak), "tf": tf.__version__}))
-        return
+        seconds = forward(sizes, 1, args.child, sizes.batch1_repeats)
+        _harness.emit_result({"section": "batch1", "length": args.child, "seconds": round(seconds, 4),
+                              "peak_rss_mb": round(_harness.peak_rss_mb()), "tf": tf.__version__})
+        return 0
+    _harness.print_header(as_json=True, quick=args.quick, attention=ATTENTION)
     if args.only in (None, "forward"):
-        s = forward(32, 512, args.repeats)
-        print(json.dumps({"section": "forward", "batch": 32, "length": 512, "seconds": round(s, 4),
-                          "tokens_per_s": round(32 * 512 / s), "tf": tf.__version__, "attention": ATTENTION}), flush=True)
+        batch, length = sizes.forward
+        s = forward(sizes, batch, length, repeats)
+        print(json.dumps({"section": "forward", "batch": batch, "length": length, "seconds": round(s, 4),
+                          "tokens_per_s": round(batch * length / s), "tf": tf.__version__, "attention": ATTENTION}),
+              flush=True)
     if args.only in (None, "train"):
-        for length, batch in ((128, 128), (512, 64), (1024, 32)):
-            s = train(batch, length, max(2, args.repeats - 1))
+        for length, batch in sizes.train:
+            s = train(sizes, batch, length, max(1 if args.quick else 2, repeats - 1))
             print(json.dumps({"section": "train", "batch": batch, "length": length, "seconds": round(s, 4),
-                              "tokens_per_s": round(batch * length / s), "tf": tf.__version__, "attention": ATTENTION}), flush=True)
+                              "tokens_per_s": round(batch * length / s), "tf": tf.__version__,
+                              "attention": ATTENTION}), flush=True)
     if args.only in (None, "batch1"):
-        for length in (512, 2048, 8192, 32768):
-            out = subprocess.run([sys.executable, __file__, "--child", str(length), "--repeats", "3"],
-                                 capture_output=True, text=True, check=True)
-            print(out.stdout.strip().splitlines()[-1], flush=True)
+        for length in sizes.batch1:
+            cmd = [sys.executable, __file__, "--child", str(length)] + (["--quick"] if args.quick else [])
+            result = _harness.run_result_child(cmd)
+            if result is None:
+                return 1
+            print(json.dumps(result), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

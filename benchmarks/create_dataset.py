@@ -1,19 +1,22 @@
-"""Benchmark ``create_dataset`` on a large UniRef-format XML + FASTA made from the real 250 entries.
+"""Benchmark ``create_dataset`` on a large UniRef-format XML + FASTA made from a small real sample.
 
-The 250 real entries of ``../shared/data/uniref_like`` are repeated with fresh, unique cluster ids
-(and entry names) until ``--records`` entries exist, gzipped, into a temporary directory. Then,
-each in its own process (so peak RSS is per measurement):
+The entries of a UniRef90-format sample (``--xml``, gzipped XML, and ``--fasta``, its sequences;
+e.g. 250 real entries) are repeated with fresh, unique cluster ids (and entry names) until
+``--records`` entries exist, gzipped, into a temporary directory. Then, each in its own process
+(so peak RSS is per measurement):
 
 * **floor**: a bare ``gzip`` + lxml ``iterparse`` pass over the XML (entries cleared as read);
 * **floor-threaded**: the same with decompression on a second thread (our reader);
-* **build**: ``build_dataset`` on the XML + FASTA with the full 2019 GO (default settings: each
+* **build**: ``build_dataset`` on the XML + FASTA with the full 2019 GO (``--go-obo``, default
+  ``data/go-2019-01-27.obo.gz``; default settings otherwise: each
   input parsed in a worker process); per stage: seconds, records/s and peak RSS of the main process
   plus its parser worker (sampled every 50 ms);
 * the floor again after the build, since the load of a shared machine drifts.
 
 Usage::
 
-    python benchmarks/create_dataset.py --records 1000000 [--keep DIR]
+    python benchmarks/create_dataset.py --xml sample.xml.gz --fasta sample.fasta --records 1000000 [--keep DIR]
+    python benchmarks/create_dataset.py --xml sample.xml.gz --fasta sample.fasta --quick   # seconds: 500 records
 
 Prints a table; figures on a shared machine are noisy.
 """
@@ -22,25 +25,23 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("PROTEINBERT_SHARED", REPO.parent / "shared")) / "data"
-XML_SRC = SHARED / "uniref_like" / "uniref90_like.sprot250.xml.gz"
-FASTA_SRC = SHARED / "uniref_like" / "uniref90_like.sprot250.fasta"
-GO_OBO = SHARED / "go" / "go-2019-01-27.obo.gz"
+import _harness
+
+GO_OBO = _harness.DATA / "go-2019-01-27.obo.gz"
+QUICK_RECORDS = 500
 
 
-def generate(directory: Path, n_records: int) -> tuple[Path, Path]:
-    text = gzip.decompress(XML_SRC.read_bytes()).decode("iso-8859-1")
+def generate(directory: Path, n_records: int, xml_src: Path, fasta_src: Path) -> tuple[Path, Path]:
+    """Write ``n_records`` entries, the sample's repeated under fresh ids, as gzipped XML + FASTA."""
+    text = gzip.decompress(xml_src.read_bytes()).decode("iso-8859-1")
     head, _, rest = text.partition("<entry ")
     entries = ["<entry " + e for e in rest.split("<entry ")]
     entries[-1], _, tail = entries[-1].rpartition("</entry>")
@@ -48,7 +49,7 @@ def generate(directory: Path, n_records: int) -> tuple[Path, Path]:
     tail = tail.strip() + "\n"
     fasta = {}
     cur = None
-    for line in FASTA_SRC.read_text().splitlines():
+    for line in fasta_src.read_text().splitlines():
         if line.startswith(">"):
             cur, _, desc = line[1:].partition(" ")
             fasta[cur] = [desc, []]
@@ -97,12 +98,14 @@ class RssSampler:
 
     @staticmethod
     def _mem(proc) -> int:
+        import psutil
+
         try:
             return proc.memory_full_info().pss
-        except Exception:  # no smaps access, or the process just exited
+        except (psutil.Error, OSError):  # no smaps access, or the process just exited
             try:
                 return proc.memory_info().rss
-            except Exception:
+            except (psutil.Error, OSError):
                 return 0
 
     def _sample(self):
@@ -137,7 +140,6 @@ def child_floor(xml: str, threaded: bool) -> dict:
     sampler = RssSampler()
     t = time.perf_counter()
     if threaded:
-        sys.path.insert(0, str(REPO))
         from proteinbert.data.streams import ThreadedInput
 
         f = ThreadedInput(xml)
@@ -155,12 +157,11 @@ def child_floor(xml: str, threaded: bool) -> dict:
     return {"records": n, "seconds": dt, "cpu": time.process_time(), "peak_rss": sampler.peak()}
 
 
-def child_build(xml: str, fasta: str, out: str) -> dict:
-    sys.path.insert(0, str(REPO))
+def child_build(xml: str, fasta: str, out: str, go_obo: str) -> dict:
     from proteinbert.data.dataset_builder import DatasetSettings, build_dataset
 
     sampler = RssSampler()
-    summary = build_dataset(DatasetSettings(output=out, go_obo=GO_OBO, input_kind="uniref", xml=xml, fasta=fasta,
+    summary = build_dataset(DatasetSettings(output=out, go_obo=go_obo, input_kind="uniref", xml=xml, fasta=fasta,
                                             min_records_per_term=100, progress=False))
     sampler.stop()
     stages = {}
@@ -177,22 +178,25 @@ def child_build(xml: str, fasta: str, out: str) -> dict:
 
 
 def run_child(*args) -> dict:
-    res = subprocess.run([sys.executable, __file__, "--child", *map(str, args)], capture_output=True, text=True)
-    if res.returncode != 0:
-        sys.stderr.write(res.stderr)
+    result = _harness.run_result_child([sys.executable, __file__, "--child", *map(str, args)])
+    if result is None:
         raise SystemExit(f"child {args[0]} failed")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return result
 
 
-def main():
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--xml", type=Path, help="the UniRef90-format sample to repeat (gzipped XML)")
+    ap.add_argument("--fasta", type=Path, help="the sample's sequences (FASTA, plain text)")
+    ap.add_argument("--go-obo", type=Path, default=GO_OBO, help="GO ontology (default: %(default)s)")
     ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--quick", action="store_true", help=f"seconds: {QUICK_RECORDS} records, one run")
     ap.add_argument("--keep", metavar="DIR", help="generate into / reuse DIR instead of a temporary directory")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run the floor and the build this many times, alternating, and keep the fastest of each "
                          "(min-of-N damps the noise of a shared machine)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.child:
         kind, *rest = args.child
         if kind == "floor":
@@ -201,8 +205,16 @@ def main():
             out = child_floor(rest[0], threaded=True)
         else:
             out = child_build(*rest)
-        print(json.dumps(out))
-        return
+        _harness.emit_result(out)
+        return 0
+    for option, path in (("--xml", args.xml), ("--fasta", args.fasta), ("--go-obo", args.go_obo)):
+        if path is None:
+            ap.error(f"{option} is required: the sample to repeat (see --help)")
+        if not path.is_file():
+            ap.error(f"{option} {path}: no such file")
+    if args.quick:
+        args.records, args.repeat = QUICK_RECORDS, 1
+    _harness.print_header(records=args.records)
 
     tmp = None
     if args.keep:
@@ -215,7 +227,7 @@ def main():
     marker = directory / f"n={args.records}"
     if not marker.exists():
         t = time.perf_counter()
-        generate(directory, args.records)
+        generate(directory, args.records, args.xml, args.fasta)
         marker.touch()
         print(f"generated {args.records:,} entries in {time.perf_counter() - t:.0f} s: "
               f"XML.gz {xml.stat().st_size / 1e6:.0f} MB, FASTA.gz {fasta.stat().st_size / 1e6:.0f} MB")
@@ -226,7 +238,7 @@ def main():
     for _ in range(max(1, args.repeat)):
         floors.append(run_child("floor", xml))
         floors_t.append(run_child("floor-threaded", xml))
-        builds.append(run_child("build", xml, fasta, directory / "out.h5"))
+        builds.append(run_child("build", xml, fasta, directory / "out.h5", args.go_obo))
         floors_after.append(run_child("floor", xml))
     fastest = lambda runs: min(runs, key=lambda r: r["seconds"])  # noqa: E731
     floor, floor_t, floor_after = fastest(floors), fastest(floors_t), fastest(floors_after)
@@ -258,7 +270,8 @@ def main():
           f"{build['records']:,} records × {build['annotations']} GO terms, output {build['output_size'] / 1e6:.0f} MB")
     if tmp is not None:
         tmp.cleanup()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

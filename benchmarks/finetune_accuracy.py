@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -41,6 +40,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import _harness  # noqa: E402
 
 MODES = ("default", "fixed", "bucket", "bucket-seqlen", "2021")
 RECIPE = dict(n_train=3000, n_test=400, valid_fraction=0.1, seq_len=128, batch_size=32, max_epochs_per_stage=6,
@@ -130,16 +131,6 @@ def run_2021(python: str, seed: int, data_dir: Path, weights: Path, quick: bool)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def summary(runs: list[dict], modes) -> list[dict]:
     import numpy as np
 
@@ -167,7 +158,7 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None):
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", default="0-7", help="e.g. 0-7 or 0,2,5 (default 0-7)")
     p.add_argument("--modes", default="default,fixed,bucket", help=f"comma-separated, of {', '.join(MODES)}")
@@ -200,12 +191,14 @@ def main(argv=None):
         state = json.loads(out.read_text())
     if state.get("quick", args.quick) != args.quick:
         p.error(f"{out} holds {'quick' if state['quick'] else 'full'} results; use another --out")
-    state.update(quick=args.quick, recipe=recipe, machine=cpu_model(), n_cpus=os.cpu_count())
     done = {(r["mode"], r["seed"]) for r in state["runs"]}
     if any(m != "2021" for m in modes):
         from proteinbert.hardware import guard_onednn_concurrency
 
         guard_onednn_concurrency()  # before TensorFlow starts (clear_session starts it)
+    header = _harness.print_header(quick=args.quick)
+    state.update(quick=args.quick, recipe=recipe, machine=header["cpu"], n_cpus=header["cores"])
+    state.setdefault("headers", []).append(header)  # one per invocation: a resumed file may span machines
     for mode in modes:
         for seed in seeds:
             if (mode, seed) in done:
@@ -220,9 +213,7 @@ def main(argv=None):
             state["runs"].append(result)
             print(json.dumps(result), flush=True)
             if out is not None:
-                tmp = out.with_suffix(out.suffix + ".tmp")
-                tmp.write_text(json.dumps(state, indent=1))
-                tmp.replace(out)
+                _harness.write_json(out, state)
     rows = summary([r for r in state["runs"] if r["seed"] in seeds], modes)
     print(table(rows))
     return 0

@@ -1,6 +1,7 @@
 """Fine-tuning speed: variable-length batches vs padding everything to 512 (the 2021 way).
 
-Signal peptide (40–70 residues) from ../shared/data/protein_benchmarks, a seeded subsample, the
+Signal peptide (40–70 residues; ``signalP_binary.{train,test}.csv`` of the ProteinBERT benchmarks, in
+``--data-dir``, default ``$PROTEINBERT_BENCHMARKS``), a seeded subsample, the
 2021 schedule shape (frozen → unfrozen → one final epoch at length 1024) with a capped number of
 epochs. Same model, same seed, same data; the modes differ in padding (and the frozen-stage cache):
 
@@ -20,13 +21,15 @@ dominate it, which caps what shorter batches can gain.
 Prints each stage's wall time and epochs, and the test AUC of both. Timings on a shared CPU are
 noisy; the per-epoch ratio is the figure to read.
 
-    python benchmarks/finetune_speed.py --n-train 2000 --n-test 1000 --epochs 3
+    python benchmarks/finetune_speed.py --weights small_lamb.pkl --n-train 2000 --n-test 1000 --epochs 3
+    python benchmarks/finetune_speed.py --quick    # seconds: a tiny random model, 64 records, 1 epoch a stage
+
+``--weights`` defaults to ``$PROTEINBERT_WEIGHTS``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -39,8 +42,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("PROTEINBERT_SHARED", REPO.parent / "shared"))
+import _harness  # noqa: E402
+
+MODES = ("bucket", "bucket-plain", "bucket-nocache", "fixed")
+QUICK = dict(n_train=64, n_valid=32, n_test=32, epochs=1)  # and a tiny random model, stages at 128 / 256
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -57,7 +62,7 @@ class EpochTimer(keras.callbacks.Callback):
         self.times.append(time.perf_counter() - self._start)
 
 
-def main(argv=None):
+def main(argv=None) -> int:
     from proteinbert.cli._common import parse_threads
     from proteinbert.model import RELEASED_CONFIG, ProteinBertBackbone
     from proteinbert.training.evaluation import evaluate_by_len
@@ -69,8 +74,10 @@ def main(argv=None):
     p.add_argument("--n-valid", type=int, default=400)
     p.add_argument("--n-test", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=3, help="max epochs per stage (early stopping may stop sooner)")
-    p.add_argument("--weights", default=str(SHARED / "fixtures" / "small_lamb.pkl"),
-                   help="released-format weights (default: the small fixture model; the released file is not here)")
+    p.add_argument("--data-dir", default=os.environ.get("PROTEINBERT_BENCHMARKS"),
+                   help="folder holding signalP_binary.{train,test}.csv (default: $PROTEINBERT_BENCHMARKS)")
+    p.add_argument("--weights", default=os.environ.get("PROTEINBERT_WEIGHTS"),
+                   help="released-format weights (default: $PROTEINBERT_WEIGHTS)")
     p.add_argument("--random-released-size", action="store_true",
                    help="instead of --weights: the released architecture (16M parameters, 8,943 annotations) with "
                         "random weights, seeded; for speed only (its AUC means nothing)")
@@ -78,15 +85,36 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=parse_threads, metavar="INTRA,INTER",
                    help="TensorFlow CPU thread pools (proteinbert.hardware.set_cpu_threads), e.g. 1,2; "
-                        "default: TensorFlow's, one per core")
+                        "default: the commands' (one operation at a time where oneDNN is on)")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--quick", action="store_true",
+                   help="seconds: a tiny random model (no --weights), 64/32/32 records, 1 epoch a stage, "
+                        "stages at length 128 (final 256)")
     args = p.parse_args(argv)
+    if args.quick:
+        for name, value in QUICK.items():
+            setattr(args, name, value)
+    if not args.data_dir:
+        p.error("give --data-dir (or set PROTEINBERT_BENCHMARKS): the folder of signalP_binary.{train,test}.csv")
+    data = Path(args.data_dir)
+    missing = [n for n in ("signalP_binary.train.csv", "signalP_binary.test.csv") if not (data / n).is_file()]
+    if missing:
+        p.error(f"--data-dir {data}: no {' or '.join(missing)} there")
+    if not (args.quick or args.random_released_size):
+        if not args.weights:
+            p.error("give --weights (or set PROTEINBERT_WEIGHTS), --random-released-size or --quick")
+        if not Path(args.weights).is_file():
+            p.error(f"--weights {args.weights}: no such file")
+    modes = args.modes.split(",")
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        p.error(f"unknown --modes {unknown}; choose from {', '.join(MODES)}")
+    from proteinbert.hardware import guard_onednn_concurrency, set_cpu_threads
+
     if args.threads:
-        from proteinbert.hardware import set_cpu_threads
-
         set_cpu_threads(*args.threads)
+    guard_onednn_concurrency()  # as the commands do, before the first TensorFlow operation
 
-    data = SHARED / "data" / "protein_benchmarks"
     train_all = pd.read_csv(data / "signalP_binary.train.csv", dtype=str)
     test_all = pd.read_csv(data / "signalP_binary.test.csv", dtype=str)
     rng = np.random.default_rng(args.seed)
@@ -94,21 +122,20 @@ def main(argv=None):
     train = train_all.iloc[idx[:args.n_train]]
     valid = train_all.iloc[idx[args.n_train:args.n_train + args.n_valid]]
     test = test_all.iloc[np.sort(rng.choice(len(test_all), args.n_test, replace=False))]
-    stages = default_stages(max_epochs=args.epochs)
-    weights_name = "released size, random" if args.random_released_size else Path(args.weights).name
+    stages = (default_stages(seq_len=128, final_seq_len=256, max_epochs=args.epochs) if args.quick
+              else default_stages(max_epochs=args.epochs))
+    weights_name = ("tiny random" if args.quick else "released size, random" if args.random_released_size
+                    else Path(args.weights).name)
+    _harness.print_header(weights=weights_name, threads=args.threads or "default")
     print(f"signal peptide: {len(train)} train / {len(valid)} valid / {len(test)} test records, "
           f"lengths {train.seq.str.len().min()}-{train.seq.str.len().max()}; weights {weights_name}; "
           f"stages {[(s.name, s.learning_rate, s.max_epochs, s.seq_len, s.batch_size) for s in stages]}; "
           f"CPU cores {os.cpu_count()} (shared), TensorFlow threads {args.threads or 'default'}", flush=True)
     results = {}
-    modes = args.modes.split(",")
-    unknown = sorted(set(modes) - {"bucket", "bucket-plain", "bucket-nocache", "fixed"})
-    if unknown:
-        p.error(f"unknown --modes {unknown}; choose from bucket, bucket-plain, bucket-nocache, fixed")
     for mode in modes:
-        if args.random_released_size:
+        if args.quick or args.random_released_size:
             keras.utils.set_random_seed(args.seed)  # the same initial weights in every mode
-            backbone = ProteinBertBackbone(**RELEASED_CONFIG)
+            backbone = ProteinBertBackbone(**(_harness.QUICK_ARCHITECTURE if args.quick else RELEASED_CONFIG))
         else:
             backbone = load_backbone(args.weights)
         config = FinetuneConfig(stages=stages, padding="fixed" if mode == "fixed" else "bucket",
@@ -152,8 +179,9 @@ def main(argv=None):
         print(f"  total {f['total_s'] / b['total_s']:.1f}x; evaluation {f['eval_s'] / b['eval_s']:.1f}x; "
               f"AUC bucket {b['auc']:.4f} vs fixed {f['auc']:.4f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        _harness.write_json(args.json, results)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

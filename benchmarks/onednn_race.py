@@ -16,6 +16,7 @@ adds to the counts.
 
     python benchmarks/onednn_race.py --workloads lengths --modes guarded,unguarded --runs 30 --parallel 6
     python benchmarks/onednn_race.py --workloads pretrain --modes guarded --runs 200 --parallel 4 --onednn 1,0
+    python benchmarks/onednn_race.py --quick    # 2 guarded runs of the lengths workload
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "data"
+import _harness
+
+REPO = _harness.REPO
 TINY = ["--d-seq", "32", "--d-global", "64", "--n-blocks", "2", "--n-heads", "4", "--d-key", "16"]
 
 
@@ -48,15 +50,6 @@ def finetune_args(csv: Path, weights: Path, out: Path) -> list[str]:
     return ["-m", "proteinbert.cli.finetune", "-i", str(csv), "--valid", str(csv), "--weights", str(weights),
             "-o", str(out), "--max-records", "300", "--max-epochs", "1", "--final-epochs", "1", "--seq-len", "128",
             "--padding", "bucket", "--seed", "0"]
-
-
-def build_dataset(workdir: Path) -> Path:
-    dataset = workdir / "ds.h5"
-    cmd = [sys.executable, "-m", "proteinbert.cli.create_dataset", "--fasta", str(DATA / "sp2014_go.2k.fasta.gz"),
-           "--go-tsv", str(DATA / "sp2014_go.2k.go.tsv.gz"), "--go-obo", str(DATA / "go-2019-01-27.obo.gz"),
-           "-o", str(dataset), "--min-records", "20", "-q"]
-    subprocess.run(cmd, check=True, cwd=REPO)
-    return dataset
 
 
 def one_run(args: list[str], env: dict, timeout: float) -> dict:
@@ -93,7 +86,7 @@ def main(argv=None) -> int:
         print(f"{'workload':>9} {'oneDNN':>6} {'mode':>10} {'runs':>5} {'failed':>6} {'s/run':>6}  first failure")
         for workload in args.workloads.split(","):
             if workload in ("pretrain", "lengths") and dataset is None:
-                dataset = build_dataset(workdir)
+                dataset = _harness.build_pretraining_dataset(workdir, min_records=20)
             if workload == "finetune" and not (args.weights and args.finetune_csv):
                 parser.error("the finetune workload needs --weights and --finetune-csv")
             for onednn in args.onednn.split(","):

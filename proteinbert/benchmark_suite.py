@@ -53,9 +53,10 @@ import pandas as pd
 from .data.labelled import read_labelled
 from .errors import InputError
 from .io_utils import atomic_write_path, check_output_path
+from .presets import preset
 from .training.evaluation import evaluate_by_len
 from .training.finetuning import DEFAULT_STAGES, FinetuneConfig, OutputSpec, Stage, finetune_from_backbone
-from .training.jobs import load_backbone
+from .training.jobs import starting_backbone
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ BENCHMARKS = (
               "data missing (Git LFS object never published in a snapshot)"),
 )
 
-TINY_ARCHITECTURE = dict(n_annotations=16, d_seq=16, d_global=32, n_blocks=2, n_heads=2, d_key=8)
+TINY_ARCHITECTURE = preset("tiny")
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ def run_benchmark(bench: Benchmark, settings: SuiteSettings) -> dict:
     test, dropped = _keep_known(test, spec, f"{bench.name} test")
     if dropped:
         row["note"] = (row["note"] + "; " if row["note"] else "") + f"{dropped} test records of unseen classes left out"
-    backbone = load_backbone(settings.weights, settings.architecture)
+    backbone = starting_backbone(settings.weights, settings.architecture)
     model = finetune_from_backbone(backbone, spec, train.seqs, train.labels, valid.seqs, valid.labels,
                                    config=settings.config, hidden_layers=settings.hidden_layers,
                                    train_row_ids=train.row_ids, valid_row_ids=valid.row_ids)

@@ -26,6 +26,19 @@ class OutputBusyError(ProteinBertError, OSError):
     """Another process is writing the same output (its lock file is held)."""
 
 
+class OutOfSpaceError(ProteinBertError, OSError):
+    """A write cannot fit or failed for lack of space (full disk, quota, ``ulimit -f``); names the path.
+
+    >>> import errno
+    >>> str(OutOfSpaceError(errno.ENOSPC, "cannot write out.h5: No space left on device"))
+    '[Errno 28] cannot write out.h5: No space left on device'
+    """
+
+
+class TrainingDivergedError(ProteinBertError):
+    """The loss became NaN or infinite; the last good save is left as it was."""
+
+
 class FormatError(ProteinBertError, ValueError):
     """A file does not follow its format.
 
@@ -56,6 +69,10 @@ class UnsafePickleError(WeightsError):
 
 class DatasetSchemaError(ProteinBertError, ValueError):
     """An HDF5 dataset file misses datasets or has inconsistent shapes."""
+
+
+class ExportError(ProteinBertError):
+    """An exported model (ONNX, SavedModel) is invalid or does not reproduce the Keras model."""
 
 
 class MissingDependencyError(ProteinBertError, ImportError):

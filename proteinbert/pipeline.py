@@ -34,6 +34,7 @@ import numpy as np
 
 from .errors import InputError
 from .io_utils import atomic_write_path
+from .presets import PRESETS
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +54,12 @@ class PipelineSettings:
     go_term: str = MEMBRANE
     min_records_per_term: int = 50
     seed: int = 0
-    # A small architecture: the released one takes hours per epoch on 2 CPU cores.
-    d_seq: int = 64
-    d_global: int = 256
-    n_blocks: int = 4
-    n_heads: int = 4
-    d_key: int = 32
+    # The "main-job" preset: the released architecture takes hours per epoch on 2 CPU cores.
+    d_seq: int = PRESETS["main-job"]["d_seq"]
+    d_global: int = PRESETS["main-job"]["d_global"]
+    n_blocks: int = PRESETS["main-job"]["n_blocks"]
+    n_heads: int = PRESETS["main-job"]["n_heads"]
+    d_key: int = PRESETS["main-job"]["d_key"]
     episodes: tuple = ((128, 32), (512, 8))
     steps_per_episode: int = 20
     steps_per_epoch: int = 20
@@ -391,14 +392,7 @@ def pretraining_table(first: dict, last: dict) -> list[str]:
 
 
 def step_report(settings: PipelineSettings, dataset: dict, pretraining: dict, tasks: dict) -> Path:
-    from ._optional import require
-
-    matplotlib = require("matplotlib", "plots", "the pipeline's report plots")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_curve
-
-    from .training.curves import plot_pretraining_history
+    from .plots import plot_pretraining_history, roc_comparison_figure, save_figure
 
     out = settings.output_dir
     plots = out / "plots"
@@ -409,19 +403,11 @@ def step_report(settings: PipelineSettings, dataset: dict, pretraining: dict, ta
     for name, info in tasks.items():
         if not info:
             continue
-        fig, ax = plt.subplots(figsize=(4.2, 4))
+        curves = {}
         for variant in ("pretrained", "scratch"):
             data = np.load(settings.task_dir(name) / f"roc_{variant}.npz")
-            fpr, tpr, _ = roc_curve(data["labels"], data["probs"])
-            ax.plot(fpr, tpr, label=f"{variant} (AUC {info[variant]['auc']:.3f})")
-        ax.plot([0, 1], [0, 1], ls="--", c="grey", label="chance (AUC 0.5)")
-        ax.set_xlabel("false positive rate")
-        ax.set_ylabel("true positive rate")
-        ax.set_title(f"{name}: test ROC")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(plots / f"roc_{name}.png", dpi=110)
-        plt.close(fig)
+            curves[variant] = (data["labels"], data["probs"])
+        save_figure(roc_comparison_figure(curves, f"{name}: test ROC"), plots / f"roc_{name}.png")
 
     evaluated = [h for h in history if _number(h.get("eval_seq_loss")) is not None]
     first, last = (evaluated[0], evaluated[-1]) if evaluated else ({}, {})

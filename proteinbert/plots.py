@@ -22,6 +22,7 @@ import numpy as np
 
 from ._optional import require
 from .io_utils import atomic_write_path
+from .training.pretraining_metrics import MACRO_AUC_BASELINE
 
 #: Axis label of each benchmark metric (the names the benchmark suite's ``metric`` column uses).
 METRIC_AXIS_LABELS = {
@@ -57,15 +58,22 @@ def roc_figure(labels, scores, title: str, paper_auc: float | None = None, paper
                model_label: str = "this model"):
     """ROC curve of binary ``labels`` (0/1) against ``scores``, the chance diagonal, and the AUC in
     the legend; ``paper_auc`` (if given) is listed in the legend for comparison."""
+    return roc_comparison_figure({model_label: (labels, scores)}, title, paper_auc, paper_label)
+
+
+def roc_comparison_figure(curves: dict, title: str, paper_auc: float | None = None, paper_label: str = "paper"):
+    """One ROC curve per entry of ``curves`` (legend label -> ``(labels, scores)``, same test set)
+    on one pair of axes, with the chance diagonal and each AUC in the legend."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    labels = np.asarray(labels, dtype=int)
-    scores = np.asarray(scores, dtype=float)
-    fpr, tpr, _ = roc_curve(labels, scores)
-    auc = roc_auc_score(labels, scores)
     fig = _figure(4.6, 4.2)
     ax = fig.add_subplot()
-    ax.plot(fpr, tpr, lw=1.8, label=f"{model_label} (AUC {auc:.3f})")
+    labels = None
+    for name, (labels, scores) in curves.items():
+        labels = np.asarray(labels, dtype=int)
+        scores = np.asarray(scores, dtype=float)
+        fpr, tpr, _ = roc_curve(labels, scores)
+        ax.plot(fpr, tpr, lw=1.8, label=f"{name} (AUC {roc_auc_score(labels, scores):.3f})")
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="chance (AUC 0.500)")
     if paper_auc is not None:
         ax.plot([], [], " ", label=f"{paper_label}: AUC {paper_auc:.3f}")  # a legend line, no curve
@@ -183,5 +191,67 @@ def embedding_figure(xy, labels, names: dict, explained=None, title: str = "prot
     return fig
 
 
-__all__ = ["BENCHMARK_BARS", "METRIC_AXIS_LABELS", "attention_figure", "benchmark_figure", "embedding_figure",
+
+#: Pretraining panels: (title, y-axis label, [(history key, legend label, line style)], constant baselines).
+PRETRAINING_PANELS = (
+    ("token loss", "cross-entropy (nats per token)",
+     [("seq_loss", "train batches (dropout on)", "-"), ("eval_seq_loss", "held-out", "-")], ()),
+    ("accuracy at corrupted positions", "fraction predicted correctly",
+     [("corrupted_accuracy", "train batches (dropout on)", "-"), ("eval_corrupted_accuracy", "held-out", "-"),
+      ("eval_corrupted_unigram_baseline", "baseline: most frequent token", "--")], ()),
+    ("accuracy at uncorrupted positions", "fraction predicted correctly",
+     [("uncorrupted_accuracy", "train batches (dropout on)", "-"), ("eval_uncorrupted_accuracy", "held-out", "-")],
+     ((1.0, "baseline: copying the input"),)),
+    ("held-out GO AUC (sequence only)", "ROC AUC",
+     [("eval_go_auc_macro", "macro (mean over GO terms)", "-"), ("eval_go_auc_micro", "micro (pairs pooled)", "-"),
+      ("eval_go_auc_micro_baseline", "micro baseline: label frequencies", "--")],
+     ((MACRO_AUC_BASELINE, "macro baseline: any constant score"),)),
+)
+
+
+def _finite(v):
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
+
+
+def pretraining_figure(history, x: str = "epoch", title: str | None = None):
+    """Learning curves of a pretraining run (``PretrainingResult.history`` or the rows of
+    ``history.tsv``): each held-out metric beside its train counterpart and its baseline (dashed),
+    so that no curve looks good that a model copying its input or predicting label frequencies
+    would draw. ``x``: ``"epoch"`` or ``"samples"`` (proteins seen)."""
+    xlabel = {"epoch": "epoch", "samples": "proteins seen (thousands)"}[x]
+    scale = 1000.0 if x == "samples" else 1.0
+    fig = _figure(4.1 * len(PRETRAINING_PANELS), 3.6)
+    axes = fig.subplots(1, len(PRETRAINING_PANELS))
+    for ax, (panel_title, ylabel, series, constants) in zip(axes, PRETRAINING_PANELS):
+        drawn = False
+        for key, label, style in series:
+            pts = [(_finite(h.get(x)) / scale, _finite(h.get(key))) for h in history
+                   if _finite(h.get(x)) is not None and _finite(h.get(key)) is not None]
+            if pts:
+                ax.plot(*zip(*pts), ls=style, marker="" if style == "--" else "o", ms=3, label=label)
+                drawn = True
+        for value, label in constants:
+            ax.axhline(value, ls="--", c="grey", lw=1, label=label)
+        ax.set_title(panel_title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if drawn or constants:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_pretraining_history(history, png, x: str = "epoch", title: str | None = None, dpi: int = 110):
+    """:func:`pretraining_figure` written to ``png``; returns the path."""
+    return save_figure(pretraining_figure(history, x, title), png, dpi)
+
+
+__all__ = ["BENCHMARK_BARS", "METRIC_AXIS_LABELS", "PRETRAINING_PANELS", "attention_figure", "benchmark_figure",
+           "embedding_figure", "plot_pretraining_history", "pretraining_figure", "roc_comparison_figure",
            "roc_figure", "save_figure"]

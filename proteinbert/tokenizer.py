@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import InputError
+from .errors import FormatError, InputError
 
 logger = logging.getLogger(__name__)
 _NON_LETTERS = re.compile(r"[^A-Za-z]")
@@ -75,14 +75,79 @@ def non_residue_characters(seqs) -> tuple[int, int, Counter]:
     return sum(found.values()), n_seqs, found
 
 
+#: What to do with characters that are not letters (digits, ``*``, ``#`` …, see
+#: :func:`non_residue_characters`): ``"warn"`` reads them as ``<OTHER>`` and logs one warning with
+#: their count; ``"error"`` refuses the first record holding one.
+UNKNOWN_RESIDUE_POLICIES = ("warn", "error")
+DEFAULT_UNKNOWN_RESIDUES = "warn"
+
+
+class ResidueCheck:
+    """Applies an :data:`UNKNOWN_RESIDUE_POLICIES` policy to the records of ``source``, one by one.
+
+    >>> check = ResidueCheck("in.fa", "error")
+    >>> check.check("MKV", "P1", line=1)
+    >>> check.check("MK1*", "P2", line=3)
+    Traceback (most recent call last):
+    proteinbert.errors.FormatError: Error in file in.fa at line 3: record 'P2' holds 2 character(s) that are not amino-acid letters ('1', '*'; the first at residue 3); refused (unknown residues: 'error'; 'warn' reads them as <OTHER>)
+    """
+
+    def __init__(self, source, policy: str = DEFAULT_UNKNOWN_RESIDUES):
+        if policy not in UNKNOWN_RESIDUE_POLICIES:
+            raise InputError(f"unknown_residues must be one of {', '.join(UNKNOWN_RESIDUE_POLICIES)}. "
+                             f"Received: {policy!r}")
+        self.source = str(source)
+        self.policy = policy
+        self.found: Counter = Counter()
+        self.n_seqs = 0
+
+    @property
+    def n_chars(self) -> int:
+        return sum(self.found.values())
+
+    def check(self, seq, record_id=None, line: int | None = None) -> None:
+        """Count the non-letters of one sequence, or raise :class:`~proteinbert.errors.FormatError`
+        naming the file, ``line``, ``record_id`` and the characters (policy ``"error"``)."""
+        text = seq.decode("utf-8", "replace") if isinstance(seq, (bytes, bytearray)) else str(seq)
+        if text.isascii() and text.encode("ascii").isalpha():  # the usual case: ASCII letters only, fast
+            return
+        bad = _NON_LETTERS.findall(text)
+        if not bad:
+            return
+        if self.policy == "error":
+            chars = ", ".join(repr(c) for c in dict.fromkeys(bad))
+            first = _NON_LETTERS.search(text).start() + 1
+            raise FormatError(f"record {record_id!r} holds {len(bad)} character(s) that are not amino-acid letters "
+                              f"({chars}; the first at residue {first}); refused (unknown residues: 'error'; "
+                              "'warn' reads them as <OTHER>)", self.source, line)
+        self.n_seqs += 1
+        self.found.update(bad)
+
+    def finish(self) -> int:
+        """Log the warning of policy ``"warn"`` (if anything was found); returns the count."""
+        if self.n_chars:
+            examples = ", ".join(repr(c) for c, _ in self.found.most_common(5))
+            logger.warning("%s: %d character(s) in %d sequence(s) are not amino-acid letters and are read as <OTHER> "
+                           "(e.g. %s)", self.source, self.n_chars, self.n_seqs, examples)
+        return self.n_chars
+
+
+def check_residues(seqs, source: str, policy: str = DEFAULT_UNKNOWN_RESIDUES, ids=None) -> int:
+    """:class:`ResidueCheck` over a list: warn with the count, or refuse naming the record (its id
+    from ``ids``, else its number); returns the count of non-letters read as ``<OTHER>``.
+
+    >>> check_residues(["MKV", "M1K"], "in.fa")
+    1
+    """
+    check = ResidueCheck(source, policy)
+    for i, seq in enumerate(seqs):
+        check.check(seq, ids[i] if ids is not None else f"#{i + 1}")
+    return check.finish()
+
+
 def warn_non_residues(seqs, source: str) -> int:
     """Log a warning with the count of :func:`non_residue_characters` in ``seqs``; returns the count."""
-    n_chars, n_seqs, found = non_residue_characters(seqs)
-    if n_chars:
-        examples = ", ".join(repr(c) for c, _ in found.most_common(5))
-        logger.warning("%s: %d character(s) in %d sequence(s) are not amino-acid letters and are read as <OTHER> "
-                       "(e.g. %s)", source, n_chars, n_seqs, examples)
-    return n_chars
+    return check_residues(seqs, source, "warn")
 
 
 def encode_residues(seq) -> np.ndarray:

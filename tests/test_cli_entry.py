@@ -138,3 +138,156 @@ def test_a_command_prints_no_tensorflow_start_up_noise(tmp_path, fixtures_dir):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out.h5").is_file()
     assert not _ABSL_NOISE.search(done.stderr), done.stderr
+
+
+# -- one vocabulary: defaults, help texts and shared flags in every subcommand -----------------------
+def _parser(name):
+    import importlib
+
+    return importlib.import_module(f"proteinbert.cli.{entry.COMMANDS[name][0]}").build_parser()
+
+
+def _listed(parser):
+    """The arguments --help lists (hidden ones, such as --no-progress, left out)."""
+    import argparse
+
+    return [a for a in parser._actions if a.help is not argparse.SUPPRESS]
+
+
+@pytest.mark.parametrize("name", list(entry.COMMANDS))
+def test_help_shows_the_default_of_every_option(name):
+    from proteinbert.cli._common import default_text
+
+    parser = _parser(name)
+    formatter = parser._get_formatter()  # what format_help() uses for each argument
+    checked = 0
+    for action in _listed(parser):
+        shown = default_text(action)
+        if shown is None:
+            continue
+        text = " ".join(formatter._format_action(action).split())
+        assert "default" in text.lower(), f"{name} {action.option_strings[0]}: {text}"
+        if "default" not in (action.help or "").lower():
+            assert f"default: {shown}" in text, text
+        written = re.search(r"\bdefault:? (-?\d[\d.]*(?:e-?\d+)?)\b", action.help or "")
+        if written and isinstance(action.default, (int, float)) and not isinstance(action.default, bool):
+            assert float(written.group(1)) == float(action.default), f"{name} {action.option_strings[0]}: stale {text}"
+        checked += 1
+    assert checked > 0 or name == "convert-weights"
+
+
+def test_the_default_note_reads_as_one_sentence():
+    from proteinbert.cli._common import make_parser
+
+    parser = make_parser("x", "")
+    parser.add_argument("--every", type=int, default=1, help="evaluate every N epochs (0: never)")
+    parser.add_argument("--lr", type=float, default=2e-4, help="learning rate")
+    parser.add_argument("--col", default="seq")
+    parser.add_argument("--size", type=int, default=8, help="batch size (default 8)")
+    text = " ".join(parser.format_help().split())
+    assert "evaluate every N epochs (0: never; default: 1)" in text
+    assert "learning rate (default: 0.0002)" in text
+    assert "--col COL default: seq" in text
+    assert text.endswith("batch size (default 8)") and "(default: 8)" not in text
+
+
+@pytest.mark.parametrize("name", list(entry.COMMANDS))
+def test_every_option_has_a_help_text(name):
+    missing = [(a.option_strings or [a.dest])[0] for a in _listed(_parser(name)) if not (a.help or "").strip()]
+    assert missing == [], f"proteinbert {name}: no help text for {', '.join(missing)}"
+
+
+@pytest.mark.parametrize("name", list(entry.COMMANDS))
+def test_the_shared_flags_are_spelt_the_same_everywhere(name):
+    flags = {option: action for action in _parser(name)._actions for option in action.option_strings}
+    for short, long in (("-q", "--quiet"), ("-v", "--verbose"), ("-o", "--output")):
+        assert flags[short] is flags[long], (name, short, long)
+    assert "--version" in flags
+    if "-i" in flags or "--input" in flags:
+        assert flags["-i"] is flags["--input"]
+    if "--overwrite" in flags:
+        assert flags["--overwrite"].default is False and flags["--overwrite"].nargs == 0
+
+
+PROGRESS_ARGV = {"create_dataset": ["--uniprot-xml", "u.xml", "--go-obo", "go.obo", "-o", "d.h5"],
+                 "pretrain": ["d.h5", "-o", "run"], "set_test_set": ["d.h5", "--test-probability", "0.1"]}
+
+
+@pytest.mark.parametrize("module", sorted(PROGRESS_ARGV))
+def test_quiet_turns_progress_bars_off_and_no_progress_still_works(module):
+    import importlib
+
+    from proteinbert.cli._common import show_progress
+
+    parser = importlib.import_module(f"proteinbert.cli.{module}").build_parser()
+    argv = PROGRESS_ARGV[module]
+    assert show_progress(parser.parse_args(argv))
+    assert not show_progress(parser.parse_args(argv + ["-q"]))
+    old = parser.parse_args(argv + ["--no-progress"])  # the older spelling: bars off, log lines kept
+    assert not show_progress(old) and not old.quiet
+    help_text = parser.format_help()
+    assert "--no-progress" not in help_text and "no progress bars" in help_text
+
+
+def test_quiet_create_dataset_draws_no_progress_bar(tmp_path, capsys):
+    from proteinbert.cli import create_dataset
+
+    (tmp_path / "x.fa").write_text(">P1\nMKVLAAGIVA\n>P2\nMSTNPKPQRK\n")
+    (tmp_path / "x.tsv").write_text("P1\tGO:0000002\nP2\tGO:0000002\n")
+    (tmp_path / "go.obo").write_text("format-version: 1.2\n\n[Term]\nid: GO:0000001\nname: root\n"
+                                     "namespace: molecular_function\n\n[Term]\nid: GO:0000002\nname: child\n"
+                                     "namespace: molecular_function\nis_a: GO:0000001 ! root\n")
+    argv = ["--fasta", str(tmp_path / "x.fa"), "--go-tsv", str(tmp_path / "x.tsv"), "--go-obo",
+            str(tmp_path / "go.obo"), "--min-records", "1", "--single-process"]
+    capsys.readouterr()
+    assert create_dataset.main(argv + ["-o", str(tmp_path / "a.h5")]) == 0
+    loud = capsys.readouterr().err
+    assert "write HDF5" in loud and " rec" in loud  # the bar (tqdm) and the log lines go to stderr
+    assert create_dataset.main(argv + ["-o", str(tmp_path / "b.h5"), "-q"]) == 0
+    quiet = capsys.readouterr().err
+    assert "write HDF5" not in quiet and " rec" not in quiet and "INFO" not in quiet
+    assert create_dataset.main(argv + ["-o", str(tmp_path / "c.h5"), "--no-progress"]) == 0
+    old = capsys.readouterr().err
+    assert "write HDF5" not in old and "INFO" in old
+
+
+# -- inputs are checked before TensorFlow starts --------------------------------------------------
+_WITHOUT_TF = ("import sys; from proteinbert.cli.main import main; rc = main(sys.argv[1:]); "
+               "print('exit', rc, 'tensorflow' in sys.modules)")
+
+
+@pytest.mark.parametrize("argv,code,message", [
+    (["create-dataset", "--fasta", "no.fa", "--go-tsv", "x.tsv", "--go-obo", "go.obo", "-o", "o.h5"], 1,
+     "--fasta no.fa does not exist"),
+    (["create-dataset", "--fasta", "model", "--go-tsv", "x.tsv", "--go-obo", "go.obo", "-o", "o.h5"], 1,
+     "--fasta model is a directory, not a file"),
+    (["create-dataset", "--fasta", "x.tsv", "--go-tsv", "x.tsv", "--go-obo", "go.obo", "-o", "w.pkl"], 2,
+     "--output w.pkl exists; pass --overwrite"),
+    (["set-test-set", "no.h5", "--test-probability", "0.5"], 1, "H5 no.h5 does not exist"),
+    (["set-test-set", "-i", "x.tsv", "--test-ids", "no.txt", "-o", "copy.h5"], 1, "--test-ids no.txt does not exist"),
+    (["pretrain", "no.h5", "-o", "run"], 1, "DATASET no.h5 does not exist"),
+    (["pretrain", "x.tsv", "-o", "run", "--init-weights", "no.pkl"], 1, "--init-weights no.pkl does not exist"),
+    (["pretrain", "x.tsv", "-o", "w.pkl"], 2, "--output-dir w.pkl exists and is not a directory"),
+    (["predict", "model", "no.csv", "-o", "p.csv"], 1, "INPUT no.csv does not exist"),
+    (["predict", "no_model", "x.tsv", "-o", "p.csv"], 1, "MODEL_DIR no_model does not exist"),
+    (["predict", "model", "x.tsv", "-o", "w.pkl"], 2, "--output w.pkl exists; pass --overwrite"),
+    (["convert-weights", "no.pkl", "out.keras"], 1, "SOURCE no.pkl does not exist"),
+    (["convert-weights", "w.pkl", "x.tsv"], 2, "DESTINATION x.tsv exists; pass --overwrite"),
+    (["benchmark-suite", "--from-scratch", "--data-dir", "no_dir", "-o", "t"], 1, "--data-dir no_dir does not exist"),
+    (["benchmark-suite", "--from-scratch", "--data-dir", "x.tsv", "-o", "t"], 1, "--data-dir x.tsv is not a directory"),
+    (["run-pipeline", "--data-dir", "no_dir", "-o", "out"], 1, "--data-dir no_dir does not exist"),
+    (["run-pipeline", "--fasta", "no.fa", "--go-tsv", "x.tsv", "--go-obo", "go.obo", "-o", "out"], 1,
+     "--fasta no.fa does not exist"),
+])
+def test_bad_inputs_fail_before_tensorflow_starts(argv, code, message, tmp_path):
+    for name in ("x.tsv", "go.obo", "w.pkl"):
+        (tmp_path / name).write_text("x\n")
+    (tmp_path / "model").mkdir()
+    before = sorted(os.listdir(tmp_path))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROTEINBERT_")}
+    done = subprocess.run([sys.executable, "-c", _WITHOUT_TF, *argv], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=tmp_path)
+    assert done.stdout.split()[-3:] == ["exit", str(code), "False"], (done.stdout, done.stderr)
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert sorted(os.listdir(tmp_path)) == before  # nothing written, no lock file left
+    assert (tmp_path / "w.pkl").read_text() == "x\n"

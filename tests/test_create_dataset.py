@@ -294,7 +294,9 @@ def test_cli_fasta_tsv_route_and_rerun(paths, tmp_path, capsys):
             "--output", str(out), "--min-records", "100", "--no-progress"]
     assert create_cli.main(argv) == 0
     first = read_all(out)
-    assert create_cli.main(argv) == 0  # re-running replaces the file atomically
+    assert create_cli.main(argv) == 2  # an existing output is kept without --overwrite
+    assert f"--output {out} exists; pass --overwrite" in capsys.readouterr().err
+    assert create_cli.main(argv + ["--overwrite"]) == 0  # replaced atomically
     second = read_all(out)
     assert first[1].uniprot_ids == second[1].uniprot_ids and first[0] == second[0]
     assert files_in(tmp_path) == ["sp.h5"]
@@ -367,7 +369,7 @@ def test_protein_missing_from_fasta_counted_or_fatal(paths, tmp_path, capsys):
     assert (summary.n_records, summary.n_missing_sequences) == (249, 1)
     assert summary.missing_sequence_examples == ("UniRef90_P0C9F1",)
     previous = file_sha256(tmp_path / "ok.h5")
-    assert cli(paths, tmp_path / "ok.h5", "--fail-on-missing", fasta=short) == 1
+    assert cli(paths, tmp_path / "ok.h5", "--fail-on-missing", "--overwrite", fasta=short) == 1
     assert "UniRef90_P0C9F1" in capsys.readouterr().err
     assert file_sha256(tmp_path / "ok.h5") == previous  # a failed run leaves an existing output as it was
     assert files_in(tmp_path) == ["ok.h5", "short.fasta"]

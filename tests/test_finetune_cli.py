@@ -157,7 +157,7 @@ def test_benchmark_suite_small(tmp_path, capsys):
 def test_load_backbone_from_a_pretraining_save_directory(tmp_path):
     import shutil
 
-    from proteinbert.training.jobs import load_backbone
+    from proteinbert.training.jobs import starting_backbone as load_backbone
 
     save = tmp_path / "epoch_10_sample_1280"
     save.mkdir()

@@ -1,6 +1,7 @@
 """Errors and warnings that name the real problem: the file, the line, the value."""
 
 import logging
+import os
 import sqlite3
 
 import numpy as np
@@ -117,3 +118,29 @@ def test_hdf5_lock_refusal_says_another_process_writes(tmp_path, monkeypatch):
     monkeypatch.setattr(h5py, "File", locked)
     with pytest.raises(DatasetSchemaError, match=r"d\.h5: another process has this file open for writing"):
         PretrainingDataset(tmp_path / "d.h5")
+
+
+def test_input_checks_name_the_option_the_path_and_the_problem(tmp_path):
+    from proteinbert.cli._common import check_inputs
+
+    (tmp_path / "a.fa").write_text(">p\nMKV\n")
+    check_inputs(files={"--fasta": tmp_path / "a.fa", "--go-tsv": None}, dirs={"--data-dir": tmp_path})
+    for files, dirs, message in (
+            ({"--fasta": tmp_path / "b.fa"}, None, f"--fasta {tmp_path / 'b.fa'} does not exist"),
+            ({"--fasta": tmp_path}, None, f"--fasta {tmp_path} is a directory, not a file"),
+            (None, {"--data-dir": tmp_path / "a.fa"}, f"--data-dir {tmp_path / 'a.fa'} is not a directory")):
+        with pytest.raises(InputError) as info:
+            check_inputs(files=files, dirs=dirs)
+        assert str(info.value) == message
+
+
+def test_an_unreadable_input_is_named(tmp_path, monkeypatch, capsys):
+    from proteinbert.cli import pretrain as pretrain_cli
+
+    h5 = tmp_path / "d.h5"
+    h5.write_bytes(b"x")
+    h5.chmod(0)
+    if os.geteuid() == 0:  # root may read anything: let the permission check see what a user would
+        monkeypatch.setattr(os, "access", lambda path, mode: not (os.fspath(path) == str(h5) and mode & os.R_OK))
+    assert pretrain_cli.main([str(h5), "-o", str(tmp_path / "run")]) == 1
+    assert f"DATASET {h5} is not readable (permission denied)" in capsys.readouterr().err

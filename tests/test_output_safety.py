@@ -280,9 +280,11 @@ def test_a_second_create_dataset_on_one_output_fails(inputs, tmp_path, capsys):
 
 def test_a_second_pretrain_on_one_directory_fails_before_any_work(tmp_path, capsys):
     out = tmp_path / "run"
+    dataset = tmp_path / "never_opened.h5"  # present (inputs are checked first), but the lock refuses before
+    dataset.write_bytes(b"")
     fd = hold_lock(out)
     try:
-        assert pretrain_cli.main([str(tmp_path / "missing.h5"), "-o", str(out), "--epochs", "1"]) == 1
+        assert pretrain_cli.main([str(dataset), "-o", str(out), "--epochs", "1"]) == 1
     finally:
         os.close(fd)
     assert "is being written by another run" in capsys.readouterr().err

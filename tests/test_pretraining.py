@@ -333,7 +333,7 @@ def test_cli(h5_path, tmp_path, capsys):
     assert "already holds saves" in capsys.readouterr().err
     assert main([str(h5_path), "-o", str(tmp_path / "x"), "--episodes", "32"]) == 2
     assert main([str(tmp_path / "missing.h5"), "-o", str(tmp_path / "y"), "--epochs", "1"]) == 1
-    assert "cannot open" in capsys.readouterr().err
+    assert f"DATASET {tmp_path / 'missing.h5'} does not exist" in capsys.readouterr().err
 
 
 _REPLICA_SCRIPT = textwrap.dedent("""

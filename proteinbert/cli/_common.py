@@ -15,12 +15,13 @@ import copy
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import threading
 from typing import Callable, Sequence
 
-from ..errors import ProteinBertError, UsageError
+from ..errors import InputError, ProteinBertError, UsageError
 
 EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
@@ -31,7 +32,8 @@ __all__ = [
     "make_parser", "hide_aliases", "add_positional", "run_cli", "positive_int", "non_negative_int",
     "positive_float", "non_negative_float",
     "finite_float", "probability", "fraction_below_one", "seed_int", "parse_architecture",
-    "add_threads_argument", "apply_threads", "parse_threads", "sigterm_as_interrupt",
+    "add_threads_argument", "apply_threads", "parse_threads", "sigterm_as_interrupt", "default_text",
+    "show_progress", "check_inputs",
 ]
 
 
@@ -141,8 +143,42 @@ def parse_architecture(text: str, option: str = "--architecture", allowed=None) 
     return value
 
 
+def default_text(action: argparse.Action) -> str | None:
+    """How ``--help`` shows an option's default, or None where there is none worth showing
+    (positional arguments, switches, ``None``, empty values).
+
+    >>> p = make_parser("x", "")
+    >>> default_text(p.add_argument("--lr", type=float, default=2e-4))
+    '0.0002'
+    >>> default_text(p.add_argument("--xla", action="store_true")) is None
+    True
+    """
+    value = action.default
+    if not action.option_strings or value is None or value is False or value is argparse.SUPPRESS:
+        return None
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value)) or None
+    return (f"{value:g}" if isinstance(value, float) else str(value)) or None
+
+
 class _HelpFormatter(argparse.HelpFormatter):
-    """Leaves out the option strings marked by :func:`hide_aliases` (old spellings that still work)."""
+    """Shows every option's default (see :func:`default_text`) unless its help already speaks of a
+    default, and leaves out the option strings marked by :func:`hide_aliases` (old spellings that
+    still work)."""
+
+    def _format_action(self, action):
+        shown = default_text(action)
+        speaks_of_it = "default" in (action.help or "").lower()
+        if shown is not None and not speaks_of_it and action.help is not argparse.SUPPRESS:
+            action = copy.copy(action)
+            note = f"default: {shown}".replace("%", "%%")  # help texts are %-formatted
+            if not action.help:
+                action.help = note
+            elif action.help.endswith(")"):  # "(0: never)" -> "(0: never; default: 1)", not two brackets
+                action.help = f"{action.help[:-1]}; {note})"
+            else:
+                action.help = f"{action.help} ({note})"
+        return super()._format_action(action)
 
     def _format_action_invocation(self, action):
         hidden = getattr(action, "hidden_aliases", ())
@@ -202,18 +238,63 @@ def add_positional(parser: argparse.ArgumentParser, dest: str, *flags: str, requ
     parser._positional_options.append((dest, option_dest, "/".join(flags), required))
 
 
-def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """The parser of the subcommand ``prog`` (shown as ``proteinbert prog``), with the shared flags."""
+def make_parser(prog: str, description: str, progress_bars: bool = False) -> argparse.ArgumentParser:
+    """The parser of the subcommand ``prog`` (shown as ``proteinbert prog``), with the shared flags.
+
+    ``progress_bars``: the command shows progress bars, which ``-q`` turns off (as does the older
+    ``--no-progress``, still accepted but no longer listed; see :func:`show_progress`).
+    """
     from .. import __version__
 
     name = prog.replace("_", "-")
     parser = _Parser(prog=f"proteinbert {name}", description=description, formatter_class=_HelpFormatter)
-    parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="only print warnings and errors" + ("; no progress bars" if progress_bars else ""))
+    if progress_bars:
+        # Progress bars only, log lines kept: what scripts written before -q turned bars off expect.
+        parser.add_argument("--no-progress", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="debug messages, and TensorFlow's own start-up messages (hidden by default)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     parser.add_argument("--version", action="version", version=f"proteinbert {__version__}")
     return parser
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Whether a command draws progress bars: not with ``-q`` (nor the older ``--no-progress``)."""
+    return not (args.quiet or getattr(args, "no_progress", False))
+
+
+def check_inputs(files=None, dirs=None) -> None:
+    """Refuse missing or unreadable inputs before any work (and before TensorFlow starts).
+
+    ``files`` and ``dirs`` map an option (as the user typed it, e.g. ``"--fasta"``) to a path;
+    ``None`` paths are skipped. Raises :class:`~proteinbert.errors.InputError` (exit code 1 in the
+    CLIs) naming the option and the path.
+
+    >>> check_inputs(dirs={"--data-dir": "."}, files={"--fasta": None})
+    >>> check_inputs(files={"--fasta": "no/such.fa"})
+    Traceback (most recent call last):
+    ...
+    proteinbert.errors.InputError: --fasta no/such.fa does not exist
+    """
+    for wanted, paths in (("file", files or {}), ("directory", dirs or {})):
+        for option, path in paths.items():
+            if path is None:
+                continue
+            path = os.fspath(path)
+            is_dir = os.path.isdir(path)
+            if not os.path.exists(path):
+                problem = "does not exist"
+            elif wanted == "file" and is_dir:
+                problem = "is a directory, not a file"
+            elif wanted == "directory" and not is_dir:
+                problem = "is not a directory"
+            elif not os.access(path, os.R_OK | (os.X_OK if is_dir else 0)):
+                problem = "is not readable (permission denied)"
+            else:
+                continue
+            raise InputError(f"{option} {path} {problem}")
 
 
 def parse_threads(text: str) -> tuple[int, int]:

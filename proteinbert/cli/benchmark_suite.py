@@ -17,7 +17,8 @@ import os
 import sys
 
 from ._common import (
-    UsageError, add_threads_argument, apply_threads, make_parser, parse_architecture, positive_int, run_cli, seed_int,
+    UsageError, add_threads_argument, apply_threads, check_inputs, make_parser, parse_architecture, positive_int,
+    run_cli, seed_int,
 )
 from ._common import hide_aliases
 
@@ -28,19 +29,24 @@ DATA_ENV = "PROTEINBERT_BENCHMARKS"
 
 def build_parser():
     p = make_parser("benchmark_suite", "Run the ProteinBERT benchmarks; write <out>.csv and <out>.md.")
-    p.add_argument("--data-dir", default=os.environ.get(DATA_ENV) or None,
+    p.add_argument("--data-dir", metavar="DIR", default=os.environ.get(DATA_ENV) or None,
                    help=f"folder with the benchmark CSVs (default: ${DATA_ENV}; one of the two is required)")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--weights", help="released-format .pkl (2021 weights or our pretraining checkpoints) or .keras "
                                          "(default: $PROTEINBERT_WEIGHTS, else "
                                          "~/proteinbert_models/epoch_92400_sample_23500000.pkl)")
     start.add_argument("--from-scratch", action="store_true", help="no pretraining")
-    p.add_argument("--architecture", default=None, help="with --from-scratch: JSON of backbone sizes")
+    p.add_argument("--architecture", default=None, metavar="JSON",
+                   help='with --from-scratch: JSON of backbone sizes, e.g. \'{"d_seq": 32, "n_blocks": 2}\' '
+                        "(default: the released model's, or the tiny one with --small)")
     p.add_argument("--small", action="store_true", help="CI setting: few records, 1 epoch per stage, tiny model")
-    p.add_argument("--benchmark", action="append", help="run only this benchmark (name or dataset; repeatable)")
-    p.add_argument("--max-train", type=positive_int, help="subsample the training split to N records")
-    p.add_argument("--max-eval", type=positive_int, help="subsample validation and test splits to N records")
-    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--benchmark", action="append", metavar="NAME",
+                   help="run only this benchmark (name or dataset; repeatable; default: all)")
+    p.add_argument("--max-train", type=positive_int, metavar="N",
+                   help="subsample the training split to N records (default: all, or few with --small)")
+    p.add_argument("--max-eval", type=positive_int, metavar="N",
+                   help="subsample validation and test splits to N records (default: all, or few with --small)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the splits and subsamples drawn from the CSVs")
     hide_aliases(p.add_argument("-o", "--output", "--out", dest="out", required=True,
                    help="output prefix: writes OUT.csv, OUT.md and OUT.json (runs: command, machine, versions; "
                         "suffixes appended). Benchmarks already finished in OUT.csv with the same settings are "
@@ -56,11 +62,6 @@ def run(args, argv=None):
     if not args.data_dir:
         raise UsageError(f"no benchmark folder: pass --data-dir DIR or set {DATA_ENV}=DIR (the folder holding "
                          "signalP_binary.train.csv, stability.train.csv, ...)")
-    if not args.from_scratch:
-        from ..weights.locate import resolve_weights
-
-        args.weights = str(resolve_weights(args.weights))  # a missing file is reported before any work
-
     overrides = {"seed": args.seed}
     if args.benchmark:
         overrides["benchmarks"] = tuple(args.benchmark)
@@ -72,6 +73,12 @@ def run(args, argv=None):
         if not args.from_scratch:
             raise UsageError("--architecture only applies with --from-scratch")
         overrides["architecture"] = parse_architecture(args.architecture)
+    # Missing inputs are reported before any work (and before TensorFlow starts).
+    check_inputs(dirs={"--data-dir": args.data_dir})
+    if not args.from_scratch:
+        from ..weights.locate import resolve_weights
+
+        args.weights = str(resolve_weights(args.weights))
     make = SuiteSettings.small if args.small else SuiteSettings.full
     settings = make(args.data_dir, weights=args.weights, **overrides)
     inputs = input_files(settings)

@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..io_utils import claim_output
-from ._common import UsageError, make_parser, parse_architecture, run_cli
+from ._common import UsageError, check_inputs, make_parser, parse_architecture, run_cli
 from ._common import add_positional
 
 
@@ -16,26 +16,29 @@ def build_parser():
     add_positional(p, "source", "-i", "--input", help="input weights (.pkl, .keras or .weights.h5)")
     add_positional(p, "destination", "-o", "--output",
                    help="output weights (.pkl, .keras or .weights.h5), written atomically")
-    p.add_argument("--architecture", help="JSON of ProteinBertBackbone keyword arguments; needed to read "
-                                          ".weights.h5, e.g. '{\"n_annotations\": 8943}'")
+    p.add_argument("--architecture", metavar="JSON",
+                   help="JSON of ProteinBertBackbone keyword arguments; needed to read .weights.h5, "
+                        "e.g. '{\"n_annotations\": 8943}'")
     p.add_argument("--overwrite", action="store_true", help="replace an existing destination")
     return p
 
 
 def run(args) -> int:
-    from ..weights.convert import load_backbone, save_backbone, weights_format
-
-    try:
-        weights_format(args.source)
-        weights_format(args.destination)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
     architecture = None
     if args.architecture:
         architecture = parse_architecture(args.architecture)
     elif args.source.endswith(".weights.h5"):
         raise UsageError("reading .weights.h5 needs --architecture")
+    check_inputs(files={"SOURCE": args.source})
+    # Claimed before Keras loads, so a refused destination costs no TensorFlow start-up.
     with claim_output(args.destination, {"SOURCE": args.source}, "DESTINATION", overwrite=args.overwrite):
+        from ..weights.convert import load_backbone, save_backbone, weights_format
+
+        try:
+            weights_format(args.source)
+            weights_format(args.destination)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
         model = load_backbone(args.source, architecture=architecture)
         save_backbone(model, args.destination)
     print(f"wrote {args.destination} ({model.count_params():,} parameters, {json.dumps(model.architecture)})")

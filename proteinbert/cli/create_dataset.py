@@ -6,15 +6,24 @@ Examples::
     create_dataset --uniprot-xml uniprot_sprot.xml.gz --go-obo go-basic.obo --output sprot.h5
     create_dataset --fasta sp.fasta.gz --go-tsv sp.go.tsv.gz --go-obo go.obo.gz --output sp.h5 --min-records 100
 
-To (re)designate the test set of an existing file, use ``set_test_set``.
+An existing ``--output`` is replaced only with ``--overwrite``. To (re)designate the test set of an
+existing file, use ``set_test_set``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 from ..data.dataset_builder import DatasetSettings, build_dataset
-from ._common import UsageError, make_parser, positive_int, probability, run_cli, seed_int
+from ..tokenizer import UNKNOWN_RESIDUE_POLICIES
+from ..io_utils import claim_output
+from ._common import (
+    UsageError, check_inputs, make_parser, positive_int, probability, run_cli, seed_int, show_progress,
+)
+
+#: The library's defaults, shown by --help (one place for each).
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(DatasetSettings)}
 
 
 def build_parser():
@@ -25,7 +34,8 @@ def build_parser():
         "(b) --uniprot-xml (UniProtKB XML, sequences inside), or (c) --fasta with --go-tsv (accession -> GO ids). "
         "GO annotations are propagated to all ancestors in --go-obo; terms with fewer than --min-records "
         "records are dropped; records are shuffled with --seed. Exit codes: 0 ok, 1 data or I/O error, 2 usage error. "
-        "To change the test set of an existing file later, use set_test_set.")
+        "To change the test set of an existing file later, use set_test_set.",
+        progress_bars=True)
     src = parser.add_argument_group("inputs (choose one combination)")
     src.add_argument("--uniref-xml", metavar="XML", help="UniRef XML(.gz), e.g. uniref90.xml.gz (needs --fasta)")
     src.add_argument("--uniprot-xml", metavar="XML", help="UniProtKB XML(.gz), e.g. uniprot_sprot.xml.gz")
@@ -35,14 +45,16 @@ def build_parser():
     src.add_argument("--go-tsv", metavar="TSV", help="TSV(.gz): accession<TAB>GO ids (';'-joined), needs --fasta")
     parser.add_argument("--go-obo", required=True, metavar="OBO", help="Gene Ontology in OBO 1.2 (go.obo or go-basic.obo, .gz ok)")
     parser.add_argument("--output", "-o", required=True, metavar="H5",
-                        help="output .h5 (written atomically; replaced if present; never one of the inputs)")
-    parser.add_argument("--min-records", type=positive_int, default=100, metavar="N",
-                        help="keep GO terms annotated to at least N records (default: 100)")
-    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the shuffle and the test-set draw (default: 0)")
+                        help="output .h5 (written atomically; never one of the inputs)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    parser.add_argument("--min-records", type=positive_int, default=_DEFAULTS["min_records_per_term"],
+                        metavar="N", help="keep GO terms annotated to at least N records")
+    parser.add_argument("--seed", type=seed_int, default=_DEFAULTS["seed"],
+                        help="seed of the shuffle and the test-set draw")
     parser.add_argument("--test-ids", metavar="FILE",
                         help="file of UniProt entry names or accessions (one per line) to put in the test set")
-    parser.add_argument("--test-probability", type=probability, default=0.0, metavar="P",
-                        help="also put each record in the test set with probability P (default: 0)")
+    parser.add_argument("--test-probability", type=probability, default=_DEFAULTS["test_probability"],
+                        metavar="P", help="also put each record in the test set with probability P")
     parser.add_argument("--follow-part-of", action="store_true",
                         help="propagate annotations over part_of as well as is_a")
     parser.add_argument("--fail-on-missing", action="store_true",
@@ -51,10 +63,13 @@ def build_parser():
                         help="only warn about duplicate or incomplete [Term] stanzas, a truncated file and parents "
                              "without a stanza in --go-obo (default: fail, since annotations to those terms are lost); "
                              "is_a cycles always fail")
+    parser.add_argument("--unknown-residues", choices=UNKNOWN_RESIDUE_POLICIES, default=_DEFAULTS["unknown_residues"],
+                        help="characters in a sequence that are not letters (digits, '*', '#' ...): 'warn' reads "
+                             "them as <OTHER> and reports their count; 'error' fails (exit 1) naming the file, "
+                             "line, record and characters")
     parser.add_argument("--temp-dir", metavar="DIR", help="scratch directory (default: next to --output)")
     parser.add_argument("--single-process", action="store_true",
                         help="parse inputs in this process (default: in a worker process, using a second core)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
 
@@ -79,8 +94,9 @@ def settings_from_args(args) -> DatasetSettings:
         min_records_per_term=args.min_records, seed=args.seed, test_ids_file=args.test_ids,
         test_probability=args.test_probability, follow_part_of=args.follow_part_of,
         fail_on_missing_sequences=args.fail_on_missing, temp_dir=args.temp_dir,
-        progress=not (args.no_progress or args.quiet), parallel=not args.single_process,
+        progress=show_progress(args), parallel=not args.single_process,
         allow_obo_defects=args.allow_obo_defects,
+        unknown_residues=args.unknown_residues,
     )
 
 
@@ -88,7 +104,10 @@ def main(argv=None) -> int:
     parser = build_parser()
 
     def run(args):
-        build_dataset(settings_from_args(args))  # logs its summary
+        settings = settings_from_args(args)
+        check_inputs(files=settings.option_paths, dirs={"--temp-dir": settings.temp_dir})
+        with claim_output(settings.output, settings.option_paths, "--output", overwrite=args.overwrite):
+            build_dataset(settings)  # logs its summary
 
     return run_cli(parser, run, argv)
 

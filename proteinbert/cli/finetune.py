@@ -8,7 +8,9 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from pathlib import Path
 
 from ..errors import InputError
 from ..io_utils import claim_output
@@ -23,61 +25,95 @@ def build_parser():
     p = make_parser("finetune", "Fine-tune ProteinBERT (staged schedule) and evaluate on a test split.")
     io = p.add_argument_group("inputs and outputs")
     io.add_argument("-i", "--input", "--train", dest="train", required=True,
-                    help="training CSV (columns seq,label) or FASTA (with --train-labels)")
-    io.add_argument("--valid", help="validation CSV/FASTA (early stopping, learning-rate schedule)")
-    io.add_argument("--test", help="test CSV/FASTA: metrics by length are written to the model directory")
+                    help="training CSV (columns seq,label) or FASTA (with --train-labels); required")
+    io.add_argument("--valid", help="validation CSV/FASTA for early stopping and the learning-rate schedule "
+                                    "(default: none; they then follow the training loss)")
+    io.add_argument("--test", help="test CSV/FASTA: metrics by length are written to the model directory "
+                                   "(default: none)")
     for split in ("train", "valid", "test"):
-        io.add_argument(f"--{split}-labels", help=f"CSV with columns id,label for a FASTA --{split}")
-    io.add_argument("--seq-col", default="seq")
-    io.add_argument("--label-col", default="label")
-    io.add_argument("--id-col", help="CSV column with record ids (FASTA: the record id)")
+        io.add_argument(f"--{split}-labels",
+                        help=f"CSV with columns id,label for a FASTA --{split} (default: none; a CSV has its labels)")
+    io.add_argument("--seq-col", default="seq", help="CSV column with the sequences (default: %(default)s)")
+    io.add_argument("--label-col", default="label", help="CSV column with the labels (default: %(default)s)")
+    io.add_argument("--id-col",
+                    help="CSV column with record ids (default: the row number from 0; FASTA: the record id)")
     hide_aliases(io.add_argument("-o", "--output", "--out", dest="out", required=True,
-                                 help="model directory to create"), "--out")
-    io.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
-    io.add_argument("--max-records", type=positive_int, help="use only the first N records of each split (quick runs)")
+                                 help="model directory to create; required"), "--out")
+    io.add_argument("--overwrite", action="store_true",
+                    help="replace an existing model directory, --csv-log and --tensorboard event files")
+    io.add_argument("--max-records", type=positive_int,
+                    help="use only the first N records of each split (quick runs; default: all)")
+    logs = p.add_argument_group("epoch logs (every epoch of every stage, numbered across stages; one log line "
+                                "per epoch unless -q)")
+    logs.add_argument("--tensorboard", metavar="DIR",
+                      help="write TensorBoard event files into DIR: loss, validation metrics, lr, seconds and the "
+                           "stage at each epoch, one run for all stages (default: off)")
+    logs.add_argument("--csv-log", metavar="FILE",
+                      help="write one CSV row per epoch: stage, epoch, stage_epoch, loss, metrics, validation "
+                           "loss and metrics, lr, seconds (default: off)")
     m = p.add_argument_group("model")
-    m.add_argument("--level", choices=("global", "local"), default="global", help="per protein or per residue")
-    m.add_argument("--task", choices=("binary", "categorical", "numeric", "multilabel"), default="binary")
+    m.add_argument("--level", choices=("global", "local"), default="global",
+                   help="per protein or per residue (default: %(default)s)")
+    m.add_argument("--task", choices=("binary", "categorical", "numeric", "multilabel"), default="binary",
+                   help="the label type; multilabel: ';'-separated labels, global level only (default: %(default)s)")
     start = m.add_mutually_exclusive_group()
     start.add_argument("--weights", help="released-format .pkl (2021 weights or a pretraining save: the .pkl "
                                          "or its directory) or a saved .keras backbone (default: "
                                          "$PROTEINBERT_WEIGHTS, else ~/proteinbert_models/epoch_92400_sample_23500000.pkl)")
-    start.add_argument("--from-scratch", action="store_true", help="no pretraining (random initialisation)")
+    start.add_argument("--from-scratch", action="store_true",
+                       help="no pretraining: random initialisation (default: start from --weights)")
     m.add_argument("--architecture", default="{}",
-                   help='with --from-scratch: JSON of backbone sizes, e.g. \'{"d_seq": 32, "n_blocks": 2}\'')
+                   help='with --from-scratch: JSON of backbone sizes, e.g. \'{"d_seq": 32, "n_blocks": 2}\' '
+                        '(default: {}: the released model\'s sizes)')
     m.add_argument("--hidden-layers", choices=("all", "last"), default="all",
-                   help="head input: the 2021 concatenation of all layers, or the last block only")
-    m.add_argument("--dropout", type=fraction_below_one, default=0.5, help="dropout rate in [0, 1) (default 0.5)")
+                   help="head input: the 2021 concatenation of all layers, or the last block only "
+                        "(default: %(default)s)")
+    m.add_argument("--dropout", type=fraction_below_one, default=0.5,
+                   help="dropout rate in [0, 1) (default: %(default)s)")
     m.add_argument("--virtual-pad-length", type=non_negative_int, metavar="N",
                    help="global attention as if every batch were padded to N tokens, as the 2021 code padded to "
                         "its seq-len, at the cost of the batch's own length; for --padding bucket "
                         "(default: --seq-len with --padding bucket, else off; 0: off)")
     s = p.add_argument_group("schedule (default: the 2021 one)")
     s.add_argument("--stage", action="append", metavar="NAME:LR:EPOCHS:frozen|unfrozen[:SEQ_LEN[:BATCH]]",
-                   help="replace the default stages (repeat for several)")
-    s.add_argument("--seq-len", type=positive_int, default=512)
-    s.add_argument("--batch-size", type=positive_int, default=32)
-    s.add_argument("--max-epochs", type=positive_int, default=40, help="per stage")
-    s.add_argument("--lr", type=positive_float, default=1e-4)
-    s.add_argument("--frozen-lr", type=positive_float, default=1e-2)
-    s.add_argument("--no-frozen-stage", action="store_true")
-    s.add_argument("--final-epochs", type=non_negative_int, default=1)
-    s.add_argument("--final-seq-len", type=positive_int, default=1024)
-    s.add_argument("--final-lr", type=positive_float, default=1e-5)
+                   help="replace the default stages (repeat for several; SEQ_LEN defaults to 512, BATCH to 32); "
+                        "the options below then do not apply (default: frozen, unfrozen, final as set below)")
+    s.add_argument("--seq-len", type=positive_int, default=512,
+                   help="model length of the frozen and unfrozen stages (default: %(default)s)")
+    s.add_argument("--batch-size", type=positive_int, default=32,
+                   help="batch size up to --seq-len; longer batches are scaled down by the length ratio "
+                        "(default: %(default)s)")
+    s.add_argument("--max-epochs", type=positive_int, default=40,
+                   help="epochs per stage at most; early stopping on the validation loss, else the training loss "
+                        "(default: %(default)s)")
+    s.add_argument("--lr", type=positive_float, default=1e-4,
+                   help="learning rate of the unfrozen stage (default: %(default)g)")
+    s.add_argument("--frozen-lr", type=positive_float, default=1e-2,
+                   help="learning rate of the frozen stage, pretrained layers fixed (default: %(default)g)")
+    s.add_argument("--no-frozen-stage", action="store_true",
+                   help="leave out the frozen stage (default: frozen stage first)")
+    s.add_argument("--final-epochs", type=non_negative_int, default=1,
+                   help="epochs of the final stage at --final-seq-len; 0 leaves it out (default: %(default)s)")
+    s.add_argument("--final-seq-len", type=positive_int, default=1024,
+                   help="model length of the final stage (default: %(default)s)")
+    s.add_argument("--final-lr", type=positive_float, default=1e-5,
+                   help="learning rate of the final stage (default: %(default)g)")
     s.add_argument("--padding", choices=("fixed", "bucket"), default="fixed",
                    help="fixed (default): every batch padded to the stage's seq-len, as in 2021; bucket: each "
                         "batch to its length bucket, faster on short proteins but less accurate "
                         "(docs/results/finetune_accuracy.md)")
-    s.add_argument("--crop-len", type=positive_int, help="crop longer sequences to this many residues (off by default)")
-    s.add_argument("--seed", type=seed_int, default=0)
+    s.add_argument("--crop-len", type=positive_int,
+                   help="crop longer sequences to this many residues (default: off)")
+    s.add_argument("--seed", type=seed_int, default=0,
+                   help="seed of the head's initialisation, dropout and batch order (default: %(default)s)")
     s.add_argument("--run-eagerly", action="store_true",
-                   help="no graph compilation (debugging; faster only for a few tiny batches)")
+                   help="no graph compilation (debugging; faster only for a few tiny batches; default: off)")
     add_threads_argument(s)
     return p
 
 
 def _job(args):
-    from ..training.finetuning import FinetuneConfig, default_stages, parse_stage
+    from ..training.finetuning import FinetuneConfig, check_epoch_logs, default_stages, parse_stage
     from ..training.jobs import FinetuneJob
 
     architecture = parse_architecture(args.architecture)
@@ -93,7 +129,9 @@ def _job(args):
             stages = default_stages(args.seq_len, args.batch_size, args.max_epochs, args.lr, not args.no_frozen_stage,
                                     args.frozen_lr, args.final_epochs, args.final_seq_len, args.final_lr)
         config = FinetuneConfig(stages=stages, padding=args.padding, crop_len=args.crop_len, seed=args.seed,
-                                run_eagerly=args.run_eagerly)
+                                run_eagerly=args.run_eagerly, tensorboard_dir=args.tensorboard,
+                                csv_log=args.csv_log, replace_logs=args.overwrite)
+        check_epoch_logs(config)
     except InputError as exc:
         raise UsageError(str(exc)) from None
     return FinetuneJob(
@@ -114,7 +152,18 @@ def run(args):
     job = _job(args)  # every usage error before any work
     inputs = {f"--{name.replace('_', '-')}": getattr(args, name)
               for name in ("train", "valid", "test", "train_labels", "valid_labels", "test_labels", "weights")}
-    with claim_output(args.out, inputs, "--out", overwrite=args.overwrite, kind="dir"):
+    logs = [(option, path, kind) for option, path, kind in (("--csv-log", args.csv_log, "file"),
+                                                             ("--tensorboard", args.tensorboard, "into-dir"))
+            if path is not None]
+    for option, path, _ in logs:
+        # The model directory is written in one go at the end: nothing may be written into it before.
+        if Path(path).resolve().is_relative_to(Path(args.out).resolve()):
+            raise UsageError(f"{option} {path} lies inside --out {args.out}, which is replaced at the end; "
+                             "put the epoch logs elsewhere")
+    with contextlib.ExitStack() as claims:
+        claims.enter_context(claim_output(args.out, inputs, "--out", overwrite=args.overwrite, kind="dir"))
+        for option, path, kind in logs:
+            claims.enter_context(claim_output(path, inputs, option, kind=kind))
         apply_threads(args)
         from ..training.jobs import run_finetune_job
 

@@ -22,13 +22,15 @@ from ._common import EXIT_USAGE
 
 #: subcommand -> (module in proteinbert.cli, one-line description)
 COMMANDS = {
-    "embed": ("embed", "embed the proteins of a FASTA file (HDF5 of per-protein/per-residue vectors)"),
+    "embed": ("embed", "embed the proteins of a FASTA file (per-protein/per-residue vectors: HDF5, npz or .npy)"),
     "finetune": ("finetune", "fine-tune on labelled sequences (CSV or FASTA + labels); write a model directory"),
     "predict": ("predict", "apply a fine-tuned model directory to a CSV or FASTA file"),
+    "predict-go": ("predict_go", "predict GO terms for a FASTA file with a pretraining save (TSV)"),
     "create-dataset": ("create_dataset", "build a pretraining dataset (HDF5) from UniRef/UniProt/FASTA and GO"),
     "set-test-set": ("set_test_set", "(re)designate the test set of a pretraining dataset"),
     "pretrain": ("pretrain", "pretrain ProteinBERT on a dataset made by create-dataset"),
     "convert-weights": ("convert_weights", "convert weights between .pkl, .keras and .weights.h5"),
+    "export": ("export", "export a fine-tuned model or a backbone to ONNX or a TensorFlow SavedModel"),
     "benchmark-suite": ("benchmark_suite", "fine-tune on every ProteinBERT benchmark present; write a table"),
     "run-pipeline": ("run_pipeline", "dataset, pretraining, fine-tuning and a report in one command"),
 }

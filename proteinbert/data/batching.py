@@ -15,6 +15,12 @@ import numpy as np
 from ..errors import InputError
 from ..tokenizer import N_ADDED_TOKENS
 
+#: The length short proteins are padded to by default, in tokens: the 2021 model length, which the
+#: released weights were fine-tuned and used at. Fine-tuning pads each batch to it for real (the
+#: stages' ``seq_len``); embeddings pad to it virtually (``EmbeddingSettings.virtual_pad_length``),
+#: which gives the same numbers at a lower cost. One constant, so the two cannot drift apart.
+DEFAULT_PAD_LENGTH = 512
+
 
 def bucket_length(n_tokens: int, min_step: int = 8, steps_per_octave: int = 16, min_length: int = 0) -> int:
     """Padded length for ``n_tokens`` tokens, a function of ``n_tokens`` alone.

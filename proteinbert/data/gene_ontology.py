@@ -278,6 +278,8 @@ class GeneOntology:
         self.index: dict[str, int] = {t: i for i, t in enumerate(self.terms)}
         self.obsolete: frozenset[str] = frozenset(obsolete)
         self.namespaces = {t: graph.nodes[t].get("namespace", "") for t in self.terms}
+        # Obsolete terms keep their names: a model trained on an older release may still predict them.
+        self.names = {node: str(data.get("name", "")) for node, data in graph.nodes(data=True) if data}
 
         # alt_id -> primary; an alt id of an obsolete term resolves to that obsolete term.
         self.alt_ids: dict[str, str] = {}

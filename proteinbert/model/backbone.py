@@ -11,13 +11,12 @@ import keras
 
 from ..errors import InputError
 from ..tokenizer import VOCAB_SIZE
-from .layers import BroadcastAdd, ColumnConv1D, GlobalAttention, PaddingMask, PadTokens
+from .block import ProteinBertBlock
+from ..presets import PRESETS
+from .layers import PaddingMask, PadTokens, gelu
 
-#: The released model's architecture (``n_annotations`` 8943).
-RELEASED_CONFIG = dict(
-    n_annotations=8943, d_seq=128, d_global=512, n_blocks=6, n_heads=4, d_key=64,
-    conv_kernel_size=9, wide_conv_dilation_rate=5,
-)
+#: The released model's architecture (``n_annotations`` 8943); see :mod:`.presets`.
+RELEASED_CONFIG = dict(PRESETS["released"])
 
 
 def _check_positive(**values):
@@ -83,8 +82,8 @@ class ProteinBertBackbone(keras.Model):
                 raise InputError("virtual_pad_length needs <PAD> positions in the attention; it cannot be "
                                  f"combined with attention_mask. Received: virtual_pad_length={virtual_pad_length}, "
                                  "attention_mask=True")
-        # keras.activations.gelu defaults to the exact GELU, as the 2021 model used.
-        act = keras.activations.get(activation)
+        # "gelu" is the exact GELU, as the 2021 model used, in its erf form (exportable to ONNX).
+        act = gelu if activation == "gelu" else keras.activations.get(activation)
         L = keras.layers
 
         tokens = keras.Input(shape=(None,), dtype="int32", name="input-seq")
@@ -99,44 +98,31 @@ class ProteinBertBackbone(keras.Model):
         # convolutions return it from their summed taps). The sequence's call stays each layer's first.
         pad = embedding(PadTokens(name="pad-tokens")(tokens)) if virtual_pad_length is not None else None
 
+        blocks = []
         for b in range(1, n_blocks + 1):
-            g2s = L.Dense(d_seq, activation=act, name=f"global-to-seq-dense-block{b}", dtype=dtype)(glob)
-            g2s = L.Reshape((1, d_seq), name=f"global-to-seq-reshape-block{b}", dtype=dtype)(g2s)
-            narrow_conv = ColumnConv1D(d_seq, conv_kernel_size, padding="same", dilation_rate=1, activation=act,
-                                       name=f"narrow-conv-block{b}", dtype=dtype)
-            wide_conv = ColumnConv1D(d_seq, conv_kernel_size, padding="same",
-                                     dilation_rate=wide_conv_dilation_rate, activation=act,
-                                     name=f"wide-conv-block{b}", dtype=dtype)
+            block = ProteinBertBlock.create(
+                b, d_seq=d_seq, d_global=d_global, n_heads=n_heads, d_key=d_key, conv_kernel_size=conv_kernel_size,
+                wide_conv_dilation_rate=wide_conv_dilation_rate, activation=act,
+                virtual_length=virtual_pad_length, dtype=dtype)
+            blocks.append(block)
+            g2s = block.global_to_seq(glob)
             if pad is None:
-                narrow, wide = narrow_conv(local), wide_conv(local)
+                narrow, wide = block.narrow_conv(local), block.wide_conv(local)
             else:
-                (narrow, narrow_pad), (wide, wide_pad) = narrow_conv([local, pad]), wide_conv([local, pad])
-            merge1 = BroadcastAdd(name=f"seq-merge1-block{b}", dtype=dtype)
-            norm1 = L.LayerNormalization(name=f"seq-merge1-norm-block{b}", dtype=dtype)
-            dense = L.Dense(d_seq, activation=act, name=f"seq-dense-block{b}", dtype=dtype)
-            merge2 = L.Add(name=f"seq-merge2-block{b}", dtype=dtype)
-            norm2 = L.LayerNormalization(name=f"seq-merge2-norm-block{b}", dtype=dtype)
-            local = norm1(merge1([local, g2s, narrow, wide]))
-            local = norm2(merge2([local, dense(local)]))
+                (narrow, narrow_pad), (wide, wide_pad) = block.narrow_conv([local, pad]), block.wide_conv([local, pad])
+            _, local = block.local_update(local, g2s, narrow, wide)
             if pad is not None:
-                pad = norm1(merge1([pad, g2s, narrow_pad, wide_pad]))
-                pad = norm2(merge2([pad, dense(pad)]))
-
-            dense1 = L.Dense(d_global, activation=act, name=f"global-dense1-block{b}", dtype=dtype)(glob)
-            attention = GlobalAttention(n_heads, d_key, d_global // n_heads, virtual_length=virtual_pad_length,
-                                        name=f"global-attention-block{b}", dtype=dtype)
-            attn = attention([glob, local] if pad is None else [glob, local, pad], padding_mask=mask)
-            glob = L.Add(name=f"global-merge1-block{b}", dtype=dtype)([glob, dense1, attn])
-            glob = L.LayerNormalization(name=f"global-merge1-norm-block{b}", dtype=dtype)(glob)
-            dense2 = L.Dense(d_global, activation=act, name=f"global-dense2-block{b}", dtype=dtype)(glob)
-            glob = L.Add(name=f"global-merge2-block{b}", dtype=dtype)([glob, dense2])
-            glob = L.LayerNormalization(name=f"global-merge2-norm-block{b}", dtype=dtype)(glob)
+                _, pad = block.local_update(pad, g2s, narrow_pad, wide_pad)
+            attended = block.attention([glob, local] if pad is None else [glob, local, pad], padding_mask=mask)
+            _, glob = block.global_update(glob, attended)
 
         out_seq = L.Dense(vocab_size, activation="softmax", name="output-seq", dtype="float32")(local)
         out_annot = L.Dense(n_annotations, activation="sigmoid", name="output-annotations",
                             dtype="float32")(glob)
 
         super().__init__(inputs=[tokens, annotations], outputs=[out_seq, out_annot], **kwargs)
+        # The blocks' layers are the model's own (tracked above); the tuple only groups them.
+        self._blocks = tuple(blocks)
         self.n_annotations = n_annotations
         self.vocab_size = vocab_size
         self.d_seq = d_seq
@@ -173,6 +159,11 @@ class ProteinBertBackbone(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+    @property
+    def blocks(self) -> tuple:
+        """The :class:`~proteinbert.model.block.ProteinBertBlock` s, first to last."""
+        return self._blocks
 
     @property
     def architecture(self) -> dict:
@@ -240,7 +231,24 @@ def with_virtual_padding(backbone: ProteinBertBackbone, virtual_pad_length: int 
     """
     if virtual_pad_length == backbone.virtual_pad_length:
         return backbone
-    rebuilt = ProteinBertBackbone(**{**backbone.architecture, "virtual_pad_length": virtual_pad_length},
-                                  dtype=backbone.policy_name, name=backbone.name)
-    rebuilt.set_weights(backbone.get_weights())
-    return rebuilt
+    return rebuilt(backbone, virtual_pad_length=virtual_pad_length)
+
+
+_KEEP = object()
+
+
+def rebuilt(backbone: ProteinBertBackbone, dtype=_KEEP, **changes) -> ProteinBertBackbone:
+    """A new backbone with ``backbone``'s weights and name, and the settings in ``changes``
+    (weightless ones: ``virtual_pad_length``, ``attention_mask``) or another ``dtype`` policy.
+
+    >>> small = ProteinBertBackbone(n_annotations=3, d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4)
+    >>> rebuilt(small, dtype="mixed_bfloat16").policy_name, rebuilt(small, attention_mask=True).attention_mask
+    ('mixed_bfloat16', True)
+    """
+    unknown = sorted(set(changes) - set(backbone.architecture))
+    if unknown:
+        raise InputError(f"unknown backbone settings: {', '.join(unknown)}")
+    model = ProteinBertBackbone(**{**backbone.architecture, **changes}, name=backbone.name,
+                                dtype=backbone.policy_name if dtype is _KEEP else dtype)
+    model.set_weights(backbone.get_weights())
+    return model

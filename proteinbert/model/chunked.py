@@ -52,12 +52,7 @@ class ChunkedForward:
         if (b, keep_local) not in self._chunk_fns:
             import tensorflow as tf
 
-            get = self.backbone.get_layer
-            narrow, wide = get(f"narrow-conv-block{b}"), get(f"wide-conv-block{b}")
-            g2s_dense, g2s_reshape = get(f"global-to-seq-dense-block{b}"), get(f"global-to-seq-reshape-block{b}")
-            merge1, norm1 = get(f"seq-merge1-block{b}"), get(f"seq-merge1-norm-block{b}")
-            dense, merge2, norm2 = get(f"seq-dense-block{b}"), get(f"seq-merge2-block{b}"), get(f"seq-merge2-norm-block{b}")
-            attention = get(f"global-attention-block{b}")
+            block = self.backbone.blocks[b - 1]
             halo = self.halo
             d_seq, d_global = self.backbone.d_seq, self.backbone.d_global
 
@@ -68,27 +63,19 @@ class ChunkedForward:
             def run(window, glob, valid):
                 # window: (B, halo + c + halo, d_seq) of the block's input state, zeros beyond the sequence.
                 n = tf.shape(window)[1] - 2 * halo
-                center = window[:, halo:halo + n]
-                local = merge1([center, g2s_reshape(g2s_dense(glob)), narrow(window)[:, halo:halo + n],
-                                wide(window)[:, halo:halo + n]])
-                local1 = norm1(local)
-                local2 = norm2(merge2([local1, dense(local1)]))
-                # Global attention partial sums over this chunk, per head (float32 softmax).
-                maxima, sums, weighted = [], [], []
-                mask = tf.cast(valid, tf.float32)
-                for h in range(attention.n_heads):
-                    q = attention.head_query(glob, h, local2.dtype)
-                    scores, values = attention.head_scores_values(q, local2, h)
-                    scores = tf.where(valid, tf.cast(scores, tf.float32), -1e30)
-                    top = tf.reduce_max(scores, axis=1)  # (B,)
-                    e = tf.exp(scores - top[:, None]) * mask
-                    values = tf.cast(values, tf.float32)
-                    maxima.append(top)
-                    sums.append(tf.reduce_sum(e, axis=1))
-                    weighted.append(tf.squeeze(tf.matmul(e[:, None, :], values), 1))
+                local1, local2 = block.local_update(
+                    window[:, halo:halo + n], block.global_to_seq(glob),
+                    block.narrow_conv(window)[:, halo:halo + n], block.wide_conv(window)[:, halo:halo + n])
+                # Global attention partial sums over this chunk, all heads at once (float32 softmax):
+                # scores (B, H, c), values (B, H, c, d_value).
+                scores, values = block.attention.scores_values(block.attention.queries(glob, local2.dtype), local2)
+                scores = tf.where(valid[:, None, :], tf.cast(scores, tf.float32), -1e30)
+                top = tf.reduce_max(scores, axis=-1)  # (B, H)
+                e = tf.exp(scores - top[..., None]) * tf.cast(valid, tf.float32)[:, None, :]
+                weighted = tf.squeeze(tf.matmul(e[:, :, None, :], tf.cast(values, tf.float32)), 2)  # (B, H, dv)
                 # The first normalised state is an output only when asked for (it costs a copy).
                 first = tf.cast(local1, tf.float32) if keep_local else tf.zeros([0])
-                return first, tf.cast(local2, tf.float32), tf.stack(maxima, 1), tf.stack(sums, 1), tf.stack(weighted, 1)
+                return first, tf.cast(local2, tf.float32), top, tf.reduce_sum(e, axis=-1), weighted
 
             self._chunk_fns[(b, keep_local)] = run
         return self._chunk_fns[(b, keep_local)]
@@ -97,14 +84,11 @@ class ChunkedForward:
         if b not in self._global_fns:
             import tensorflow as tf
 
-            get = self.backbone.get_layer
-            dense1, merge1, norm1 = (get(f"global-{n}-block{b}") for n in ("dense1", "merge1", "merge1-norm"))
-            dense2, merge2, norm2 = (get(f"global-{n}-block{b}") for n in ("dense2", "merge2", "merge2-norm"))
+            block = self.backbone.blocks[b - 1]
 
             @tf.function(reduce_retracing=True)
             def run(glob, attention):
-                glob1 = norm1(merge1([glob, dense1(glob), tf.cast(attention, glob.dtype)]))
-                glob2 = norm2(merge2([glob1, dense2(glob1)]))
+                glob1, glob2 = block.global_update(glob, tf.cast(attention, glob.dtype))
                 return tf.cast(glob1, tf.float32), tf.cast(glob2, tf.float32)
 
             self._global_fns[b] = run

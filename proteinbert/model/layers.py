@@ -3,6 +3,8 @@
 One exception, for speed: on the TensorFlow backend :class:`ColumnConv1D` computes its gradient
 with :func:`proteinbert.model.tf_conv.same_conv1d` (same forward op); other backends take
 Keras's own convolution.
+
+The activation is :func:`gelu`, the exact GELU written with ``erf`` (exportable to ONNX).
 """
 
 from __future__ import annotations
@@ -13,6 +15,26 @@ import keras
 from keras import ops
 
 from ..tokenizer import PAD_ID
+
+_SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
+
+
+@keras.saving.register_keras_serializable(package="proteinbert")
+def gelu(x):
+    """The exact GELU, ``x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2)))``, the 2021 model's activation.
+
+    Keras's ``gelu`` computes the same function with ``erfc``, which ONNX lacks (exporting it
+    fails); ``erf`` maps to ONNX's ``Erf``. In float32 the two differ by at most 9.6e-7 over
+    [-20, 20] and agree exactly beyond (tests/test_export.py).
+
+    >>> import numpy as np
+    >>> x = np.linspace(-6, 6, 1001).astype("float32")
+    >>> exact = keras.activations.gelu(x, approximate=False)
+    >>> float(np.max(np.abs(gelu(x) - exact))) < 1e-6
+    True
+    """
+    x = ops.convert_to_tensor(x)
+    return 0.5 * x * (1.0 + ops.erf(x * _SQRT_HALF))
 
 
 @keras.saving.register_keras_serializable(package="proteinbert")
@@ -59,7 +81,7 @@ class GlobalAttention(keras.layers.Layer):
         x, s = inputs[:2]  # x: (B, G), s: (B, L, S)
         # All heads at once: one matrix product per projection instead of one per head keeps the
         # graph small (fewer ops to trace and dispatch: 155 instead of 518 per layer, forward and
-        # backward). ChunkedForward uses the per-head methods below, for bounded memory.
+        # backward). ChunkedForward calls queries/scores_values on windows of positions.
         q = self.queries(x, s.dtype)  # (B, H, dk)
         scores, values = self.scores_values(q, s)  # (B, H, L), (B, H, L, dv)
         if padding_mask is not None:
@@ -110,25 +132,8 @@ class GlobalAttention(keras.layers.Layer):
         keys = ops.tanh(ops.matmul(s, self._stacked(self.Wk, dtype)))
         keys = ops.transpose(ops.reshape(keys, (batch, length, self.n_heads, self.d_key)), (0, 2, 1, 3))
         scores = ops.squeeze(ops.matmul(keys, ops.expand_dims(q, -1)), -1) / math.sqrt(self.d_key)
-        values = ops.gelu(ops.matmul(s, self._stacked(self.Wv, dtype)), approximate=False)  # exact GELU, as the original
+        values = gelu(ops.matmul(s, self._stacked(self.Wv, dtype)))  # exact GELU, as the original
         values = ops.transpose(ops.reshape(values, (batch, length, self.n_heads, self.d_value)), (0, 2, 1, 3))
-        return scores, values
-
-    def head_query(self, x, h: int, dtype):
-        """Head ``h``'s query ``(B, d_key)`` from the global state, in ``dtype``."""
-        return ops.tanh(ops.matmul(ops.cast(x, dtype), ops.cast(self.Wq[h], dtype)))
-
-    def head_scores_values(self, q, s, h: int):
-        """Head ``h``'s scaled scores ``(B, L)`` and values ``(B, L, d_value)``, before the softmax.
-
-        ``q`` is :meth:`head_query`'s output. Computed in ``s``'s dtype (weights are cast to it,
-        which is a no-op inside ``call``), so :class:`~proteinbert.model.chunked.ChunkedForward`
-        can call it directly.
-        """
-        dtype = s.dtype
-        keys = ops.tanh(ops.matmul(s, ops.cast(self.Wk[h], dtype)))  # (B, L, dk)
-        scores = ops.squeeze(ops.matmul(keys, ops.expand_dims(q, -1)), -1) / math.sqrt(self.d_key)  # (B, L)
-        values = ops.gelu(ops.matmul(s, ops.cast(self.Wv[h], dtype)), approximate=False)  # exact GELU, as the original
         return scores, values
 
     def compute_output_shape(self, input_shape):

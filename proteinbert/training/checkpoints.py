@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import WeightsError
-from ..io_utils import fsync_dir, fsync_tree
-from ..weights import ReleasedWeights, read_pkl, released_variables, write_pkl
+from ..errors import OutOfSpaceError, WeightsError
+from ..io_utils import NO_SPACE_ERRNOS, fsync_dir, fsync_tree, require_space
+# Only numpy here: reading a save's state (e.g. `predict-go` checking its inputs) starts no TensorFlow.
+from ..weights.pkl import ReleasedWeights, read_pkl, write_pkl
 
 logger = logging.getLogger(__name__)
 
@@ -90,13 +91,16 @@ def write_save(output_dir, epoch: int, samples: int, weights: ReleasedWeights, s
     output_dir.mkdir(parents=True, exist_ok=True)
     name = save_name(epoch, samples)
     final = output_dir / name
+    state_text = json.dumps({"format_version": FORMAT_VERSION, **state}, indent=1)
+    arrays = [*weights.model_weights, *(weights.optimizer_weights or ()), *stream_arrays.values()]
+    require_save_space(final, sum(np.asarray(a).nbytes for a in arrays) + len(state_text))
     tmp = Path(tempfile.mkdtemp(prefix=f".partial-{name}-", dir=output_dir))
     try:
         write_pkl(tmp / f"{name}.pkl", weights)
         with open(tmp / STREAM_FILE, "wb") as f:
             np.savez(f, **stream_arrays)
         with open(tmp / STATE_FILE, "w") as f:
-            json.dump({"format_version": FORMAT_VERSION, **state}, f, indent=1)
+            f.write(state_text)
         # Every file's data and the directory's entries reach the disk before the save gets its
         # name: otherwise a power loss can leave a complete-looking save of empty files.
         fsync_tree(tmp)
@@ -109,29 +113,54 @@ def write_save(output_dir, epoch: int, samples: int, weights: ReleasedWeights, s
         else:
             os.replace(tmp, final)
             fsync_dir(output_dir)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        code = getattr(exc, "errno", None)
+        if isinstance(exc, OSError) and code in NO_SPACE_ERRNOS:  # Python's own message names no file
+            raise OutOfSpaceError(code, f"cannot write the save {final}: {os.strerror(code)} (the earlier "
+                                        "saves are as they were)") from exc
         raise
     logger.info("saved %s", final)
     return SaveInfo(final, int(epoch), int(samples))
 
 
-def read_save(save: SaveInfo | str | os.PathLike):
-    """``(ReleasedWeights, state dict, stream arrays)`` of a save directory."""
-    if not isinstance(save, SaveInfo):
-        path = Path(save)
-        m = SAVE_PATTERN.match(path.name)
-        if not m:
-            raise WeightsError(f"{path}: not a pretraining save directory (expected a name like epoch_10_sample_1280)")
-        save = SaveInfo(path, int(m.group(1)), int(m.group(2)))
+def require_save_space(save_path, nbytes: int) -> None:
+    """Refuse (:class:`~proteinbert.errors.OutOfSpaceError`) a save of about ``nbytes`` of arrays
+    and text at ``save_path`` that the disk cannot hold, before anything is written."""
+    require_space(save_path, int(nbytes) + (1 << 20), "the save")  # + pickle and file-system overhead
+
+
+def _save_info(save: SaveInfo | str | os.PathLike) -> SaveInfo:
+    if isinstance(save, SaveInfo):
+        return save
+    path = Path(save)
+    m = SAVE_PATTERN.match(path.name)
+    if not m:
+        raise WeightsError(f"{path}: not a pretraining save directory (expected a name like epoch_10_sample_1280)")
+    return SaveInfo(path, int(m.group(1)), int(m.group(2)))
+
+
+def read_state(save: SaveInfo | str | os.PathLike) -> dict:
+    """The checked ``state.json`` of a save directory, without reading its weights."""
+    save = _save_info(save)
     try:
         with open(save.path / STATE_FILE) as f:
             state = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{save.path}: unreadable save ({exc})") from exc
+    _check_state(state, save.path / STATE_FILE)
+    return state
+
+
+def read_save(save: SaveInfo | str | os.PathLike):
+    """``(ReleasedWeights, state dict, stream arrays)`` of a save directory."""
+    save = _save_info(save)
+    state = read_state(save)
+    try:
         with np.load(save.path / STREAM_FILE) as z:
             stream = {k: z[k] for k in z.files}
     except (OSError, ValueError) as exc:
         raise WeightsError(f"{save.path}: unreadable save ({exc})") from exc
-    _check_state(state, save.path / STATE_FILE)
     return read_pkl(save.pkl_path), state, stream
 
 
@@ -174,6 +203,8 @@ def export_lamb_state(model, optimizer) -> list:
     """``[iterations (int64), first moments…, second moments…]`` in released weight order."""
     if not optimizer.built:
         return []
+    from ..weights.released import released_variables
+
     variables = released_variables(model)
     moments = [optimizer._momentums[optimizer._get_variable_index(v)] for v in variables]
     velocities = [optimizer._velocities[optimizer._get_variable_index(v)] for v in variables]
@@ -184,6 +215,8 @@ def export_lamb_state(model, optimizer) -> list:
 
 def import_lamb_state(model, optimizer, arrays, source: str = "optimizer state") -> bool:
     """Set a built Keras ``Lamb``'s state from the 2021 list; ``False`` (and a warning) if it does not fit."""
+    from ..weights.released import released_variables
+
     variables = released_variables(model)
     n = len(variables)
     arrays = list(arrays or [])

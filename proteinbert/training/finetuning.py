@@ -38,6 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..data.batching import DEFAULT_PAD_LENGTH
 from ..data.batching import bucket_length as _bucket_length
 from ..data.batching import fixed_pipeline_options
 from ..errors import FormatError, InputError
@@ -622,7 +623,7 @@ class Stage:
     learning_rate: float
     max_epochs: int
     train_pretrained: bool
-    seq_len: int = 512
+    seq_len: int = DEFAULT_PAD_LENGTH
     batch_size: int = 32
     callbacks: bool = True
 
@@ -637,13 +638,13 @@ class Stage:
 
 #: The 2021 schedule: frozen at 1e-2 → unfrozen at 1e-4 → one epoch at length 1024 at 1e-5.
 DEFAULT_STAGES = (
-    Stage("frozen", 1e-2, 40, train_pretrained=False, seq_len=512, batch_size=32),
-    Stage("unfrozen", 1e-4, 40, train_pretrained=True, seq_len=512, batch_size=32),
+    Stage("frozen", 1e-2, 40, train_pretrained=False, seq_len=DEFAULT_PAD_LENGTH, batch_size=32),
+    Stage("unfrozen", 1e-4, 40, train_pretrained=True, seq_len=DEFAULT_PAD_LENGTH, batch_size=32),
     Stage("final", 1e-5, 1, train_pretrained=True, seq_len=1024, batch_size=16),
 )
 
 
-def default_stages(seq_len: int = 512, batch_size: int = 32, max_epochs: int = 40, lr: float = 1e-4,
+def default_stages(seq_len: int = DEFAULT_PAD_LENGTH, batch_size: int = 32, max_epochs: int = 40, lr: float = 1e-4,
                    frozen: bool = True, lr_frozen: float = 1e-2, n_final_epochs: int = 1,
                    final_seq_len: int = 1024, final_lr: float = 1e-5) -> tuple[Stage, ...]:
     """The 2021 schedule with its knobs (the final batch is scaled down by the length ratio).
@@ -672,7 +673,7 @@ def parse_stage(text: str) -> Stage:
         raise InputError(f"a stage is NAME:LR:EPOCHS:frozen|unfrozen[:SEQ_LEN[:BATCH]]. Received: {text!r}")
     try:
         lr, epochs = float(parts[1]), int(parts[2])
-        seq_len = int(parts[4]) if len(parts) > 4 else 512
+        seq_len = int(parts[4]) if len(parts) > 4 else DEFAULT_PAD_LENGTH
         batch = int(parts[5]) if len(parts) > 5 else 32
     except ValueError as exc:
         raise InputError(f"bad number in stage {text!r}: {exc}") from exc
@@ -697,6 +698,12 @@ class FinetuneConfig:
     # the frozen part has no dropout, so each step sees the same numbers as without the cache (the
     # head's dropout still draws per step), at a fraction of the cost.
     cache_frozen_features: bool = True
+    # Epoch logs of the whole run (every stage, one global epoch count; see EpochLog). Off by
+    # default; each epoch's log line is written either way. An existing CSV, or a directory that
+    # already holds event files, is refused unless replace_logs (which deletes those first).
+    tensorboard_dir: str | None = None
+    csv_log: str | None = None
+    replace_logs: bool = False
     # No steps_per_execution > 1 on purpose: Keras runs those steps in a tf.while_loop, and with
     # this model's dynamic shapes TensorFlow 2.21 twice computed corrupted shapes there (a batch
     # dimension of 948,674,742) in fine-tuning padded to 512. One step per call is safe.
@@ -707,6 +714,9 @@ class FinetuneConfig:
             raise InputError("at least one stage is needed. Received: stages=()")
         if self.padding not in ("bucket", "fixed"):
             raise InputError(f"padding must be 'bucket' or 'fixed'. Received: padding={self.padding!r}")
+        for key in ("tensorboard_dir", "csv_log"):
+            if getattr(self, key) is not None:
+                object.__setattr__(self, key, str(getattr(self, key)))  # a Path too; stays JSON-friendly
 
 
 @dataclass(frozen=True)
@@ -728,6 +738,189 @@ def _callbacks(config: FinetuneConfig, monitor: str):
     ]
 
 
+# ----------------------------------------------------------------------------------------------
+# The epoch log: one line per epoch of every stage; TensorBoard events and a CSV on request
+# ----------------------------------------------------------------------------------------------
+
+#: The epoch log's columns around the loss and metrics (training ones, then ``val_`` ones).
+EPOCH_LOG_FIRST_COLUMNS = ("stage", "epoch", "stage_epoch")
+EPOCH_LOG_LAST_COLUMNS = ("lr", "seconds")
+_EVENT_FILE_GLOB = "events.out.tfevents.*"
+
+
+def check_epoch_logs(config: FinetuneConfig) -> None:
+    """Refuse epoch-log outputs that would mix with an earlier run's, unless ``config.replace_logs``.
+
+    >>> import tempfile, pathlib
+    >>> csv = pathlib.Path(tempfile.mkdtemp()) / "epochs.csv"
+    >>> _ = csv.write_text("old")
+    >>> check_epoch_logs(FinetuneConfig(csv_log=str(csv)))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    proteinbert.errors.InputError: the epoch log ... exists; allow replacing it (replace_logs=True; ...)
+    """
+    if config.replace_logs:
+        return
+    if config.csv_log is not None and Path(config.csv_log).exists():
+        raise InputError(f"the epoch log {config.csv_log} exists; allow replacing it (replace_logs=True; "
+                         "--overwrite on the command line)")
+    if config.tensorboard_dir is not None:
+        old = sorted(Path(config.tensorboard_dir).glob(_EVENT_FILE_GLOB))
+        if old:
+            raise InputError(f"the TensorBoard directory {config.tensorboard_dir} already holds event files "
+                             f"({old[0].name}, ...): curves of two runs would mix; choose a new directory "
+                             "(TensorBoard shows each subdirectory of its --logdir as a run) or allow replacing "
+                             "them (replace_logs=True; --overwrite on the command line)")
+
+
+class EpochLog:
+    """The record of every epoch of a fine-tuning run, all stages in one sequence.
+
+    Epochs are numbered across stages (``epoch``; ``stage_epoch`` within the stage), so curves
+    continue from one stage to the next. Each epoch gives one INFO log line (stage, epoch, loss,
+    validation metrics, learning rate, seconds) and, when ``config`` asks for them, a row of the
+    CSV ``config.csv_log`` (rewritten atomically after every epoch, so it is always complete) and
+    TensorBoard scalars at step ``epoch`` in ``config.tensorboard_dir``, with the stage's name as a
+    text summary and its 1-based position as the scalar ``stage_index``. ``lr`` is the learning
+    rate the epoch ran with (a reduction on plateau shows in the next epoch).
+
+    >>> log = EpochLog(FinetuneConfig())
+    >>> log.record("frozen", 1, 1, {"loss": 0.69, "val_loss": 0.68, "val_auc": 0.55}, lr=0.01, seconds=1.5)
+    >>> log.record("unfrozen", 2, 1, {"loss": 0.60, "val_loss": 0.61, "val_auc": 0.70}, lr=1e-4, seconds=2.0)
+    >>> [(row["stage"], row["epoch"], row["stage_epoch"]) for row in log.rows]
+    [('frozen', 1, 1), ('unfrozen', 2, 1)]
+    >>> log.columns()
+    ['stage', 'epoch', 'stage_epoch', 'loss', 'val_loss', 'val_auc', 'lr', 'seconds']
+    """
+
+    def __init__(self, config: FinetuneConfig):
+        self.csv_path = None if config.csv_log is None else Path(config.csv_log)
+        self.tensorboard_dir = None if config.tensorboard_dir is None else Path(config.tensorboard_dir)
+        self.stage_names = [stage.name for stage in config.stages]
+        self.rows: list[dict] = []
+        self._writer = None
+
+    @classmethod
+    def open(cls, config: FinetuneConfig) -> "EpochLog":
+        """Check the outputs (:func:`check_epoch_logs`), clear replaced ones and open the event writer."""
+        check_epoch_logs(config)
+        log = cls(config)
+        if log.tensorboard_dir is not None:
+            import tensorflow as tf
+
+            log.tensorboard_dir.mkdir(parents=True, exist_ok=True)
+            for old in log.tensorboard_dir.glob(_EVENT_FILE_GLOB):  # only with replace_logs (checked above)
+                old.unlink()
+            log._writer = tf.summary.create_file_writer(str(log.tensorboard_dir))
+        return log
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    @property
+    def epochs(self) -> int:
+        """Epochs recorded so far, all stages together."""
+        return len(self.rows)
+
+    def columns(self) -> list[str]:
+        """The CSV columns: the first ones, training losses/metrics, validation ones, the last ones."""
+        seen: dict = {}
+        for row in self.rows:
+            seen.update(dict.fromkeys(k for k in row if k not in EPOCH_LOG_FIRST_COLUMNS + EPOCH_LOG_LAST_COLUMNS))
+        return [*EPOCH_LOG_FIRST_COLUMNS, *_loss_first(seen), *EPOCH_LOG_LAST_COLUMNS]
+
+    def record(self, stage: str, epoch: int, stage_epoch: int, metrics: dict, lr: float, seconds: float,
+               stage_index: int = 0) -> None:
+        """Add one epoch: log it, and write it to the CSV and TensorBoard if they are on.
+
+        ``stage_index``: the stage's 1-based position in the schedule (TensorBoard's ``stage_index``).
+        """
+        # Keras's numbers are float32: their shortest float32 form (0.01, not 0.009999999776482582).
+        values = {k: _float32_value(metrics[k]) for k in _loss_first(metrics) if k != "learning_rate"}
+        row = {"stage": stage, "epoch": int(epoch), "stage_epoch": int(stage_epoch), **values,
+               "lr": _float32_value(lr), "seconds": round(float(seconds), 3)}
+        self.rows.append(row)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+        logger.info("stage %s epoch %d (%d of the stage): %s, lr=%.3g, %.1f s", stage, epoch, stage_epoch, shown,
+                    lr, seconds)
+        if self.csv_path is not None:
+            self._write_csv()
+        if self._writer is not None:
+            self._write_events(row, stage_index)
+
+    def _write_csv(self) -> None:
+        import csv
+
+        from ..io_utils import atomic_write_path
+
+        columns = self.columns()
+        with atomic_write_path(self.csv_path) as tmp:
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, columns, restval="")
+                writer.writeheader()
+                writer.writerows(self.rows)
+
+    def _write_events(self, row: dict, stage_index: int) -> None:
+        import tensorflow as tf
+
+        from .pretraining import _write_scalar  # the scalar event format, without the tensorboard package
+
+        with self._writer.as_default(step=row["epoch"]):
+            for key, value in row.items():
+                if key not in EPOCH_LOG_FIRST_COLUMNS:
+                    _write_scalar(tf, key, value)
+            _write_scalar(tf, "stage_index", stage_index)
+            _write_text(tf, "stage", row["stage"])
+        self._writer.flush()
+
+    def callback(self, stage_index: int):
+        """A Keras callback that records the epochs of ``fit`` for stage ``stage_index`` (0-based) into this log."""
+        import keras
+
+        log, stage = self, self.stage_names[stage_index]
+
+        class _StageEpochs(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self._start = time.perf_counter()
+                self._lr = float(np.asarray(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+            def on_epoch_end(self, epoch, logs=None):
+                log.record(stage, log.epochs + 1, epoch + 1, dict(logs or {}), self._lr,
+                           time.perf_counter() - self._start, stage_index + 1)
+
+        return _StageEpochs()
+
+
+def _loss_first(keys) -> list[str]:
+    """Training loss and metrics, then validation ones; the loss first in each (Keras sorts by name).
+
+    >>> _loss_first(["auc", "loss", "val_auc", "val_loss"])
+    ['loss', 'auc', 'val_loss', 'val_auc']
+    """
+    keys = list(keys)
+    ordered = []
+    for group in ([k for k in keys if not k.startswith("val_")], [k for k in keys if k.startswith("val_")]):
+        ordered += sorted(group, key=lambda k: k not in ("loss", "val_loss"))
+    return ordered
+
+
+def _float32_value(value) -> float:
+    return float(str(np.float32(value)))
+
+
+def _write_text(tf, name: str, text: str) -> None:
+    """A TensorBoard text event (the text plugin's format) without the ``tensorboard`` package."""
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="text", content=b""),
+        data_class=summary_pb2.DATA_CLASS_TENSOR,
+    )
+    tf.summary.write(tag=name, tensor=tf.constant(text), metadata=metadata)
+
+
 def finetune(model, spec: OutputSpec, train: EncodedSet, valid: EncodedSet | None = None,
              config: FinetuneConfig = FinetuneConfig(), callbacks: Sequence = ()) -> list[StageResult]:
     """Run ``config.stages`` on ``model`` (from :func:`build_finetuning_model`) in place.
@@ -738,6 +931,8 @@ def finetune(model, spec: OutputSpec, train: EncodedSet, valid: EncodedSet | Non
     ``config.seed``), monitoring the validation loss (the training loss if ``valid`` is None).
     A frozen stage of a global output trains the head on cached representations (see
     ``FinetuneConfig.cache_frozen_features``); ``callbacks`` then see the head-only model.
+    Every epoch of every stage goes into one :class:`EpochLog` (a log line each; TensorBoard and
+    CSV when ``config`` names them).
     """
     if len(train) == 0:
         raise InputError("the training split is empty")
@@ -746,13 +941,23 @@ def finetune(model, spec: OutputSpec, train: EncodedSet, valid: EncodedSet | Non
     from ..hardware import guard_onednn_concurrency
 
     guard_onednn_concurrency()
+    epoch_log = EpochLog.open(config)
+    try:
+        return _run_stages(model, spec, train, valid, config, callbacks, epoch_log)
+    finally:
+        epoch_log.close()
+
+
+def _run_stages(model, spec, train, valid, config, callbacks, epoch_log: EpochLog) -> list[StageResult]:
     rng = np.random.default_rng(config.seed)  # batch composition and order; no global random state
     pretrained = model.get_layer("pretrained")
     results = []
     compiled_trainable = None
-    for stage in config.stages:
+    for index, stage in enumerate(config.stages):
+        stage_callbacks = (epoch_log.callback(index), *callbacks)
         if not stage.train_pretrained and config.cache_frozen_features and spec.level == "global":
-            results.append(_fit_head_on_cached_features(model, spec, train, valid, stage, config, rng, callbacks))
+            results.append(_fit_head_on_cached_features(model, spec, train, valid, stage, config, rng,
+                                                        stage_callbacks))
             compiled_trainable = None
             continue
         if compiled_trainable is stage.train_pretrained:
@@ -774,7 +979,7 @@ def finetune(model, spec: OutputSpec, train: EncodedSet, valid: EncodedSet | Non
                                            token_budget=True)
             valid_ds = _tf_dataset(valid, valid_batches)
         monitor = "val_loss" if valid is not None else "loss"
-        cbs = (_callbacks(config, monitor) if stage.callbacks else []) + list(callbacks)
+        cbs = (_callbacks(config, monitor) if stage.callbacks else []) + list(stage_callbacks)
         logger.info("stage %s: lr %g, up to %d epochs, %s, %d batches/epoch", stage.name, stage.learning_rate,
                     stage.max_epochs, "all layers" if stage.train_pretrained else "pretrained layers frozen", steps)
         start = time.perf_counter()

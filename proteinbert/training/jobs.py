@@ -21,20 +21,23 @@ from .finetuning import (
 logger = logging.getLogger(__name__)
 
 
-def load_backbone(weights=None, architecture: dict | None = None):
-    """A backbone from released-format ``.pkl`` weights (the 2021 file or our own pretraining
-    saves, which use the same format: the ``.pkl`` or its save directory), a saved ``.keras``
-    backbone, or — with
-    ``weights=None`` — freshly initialised (``architecture`` overrides the released sizes).
+def starting_backbone(weights=None, architecture: dict | None = None):
+    """The backbone a fine-tuning starts from: the weights file :func:`~proteinbert.weights.load_backbone`
+    opens, or — with ``weights=None`` — freshly initialised at the released sizes, ``architecture``
+    overriding some of them. ``architecture`` with ``weights`` is an error: the file fixes the sizes.
     """
-    from ..model import RELEASED_CONFIG, ProteinBertBackbone
-    from ..weights.convert import load_backbone as open_backbone
+    from ..model import ProteinBertBackbone
+    from ..presets import preset
+    from ..weights.convert import load_backbone
 
     if weights is None:
-        arch = {**RELEASED_CONFIG, **(architecture or {})}
+        arch = preset("released", **(architecture or {}))
         logger.info("fine-tuning from scratch (no pretrained weights): %s", arch)
         return ProteinBertBackbone(**arch)
-    return open_backbone(weights)
+    if architecture:
+        raise InputError(f"architecture {architecture} applies only when starting from scratch; the weights "
+                         f"file {weights} fixes the sizes")
+    return load_backbone(weights)
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def run_finetune_job(job: FinetuneJob) -> JobResult:
                 raise InputError(f"the {name} split ({getattr(job, 'valid' if name == 'validation' else 'test')}) "
                                  "is empty")
             encode_labels(spec, split.seqs, split.labels, split.row_ids, what=f"{name} set")
-    backbone = load_backbone(job.weights, job.architecture)
+    backbone = starting_backbone(job.weights, job.architecture)
     model = finetune_from_backbone(
         backbone, spec, train.seqs, train.labels, valid.seqs if valid else None, valid.labels if valid else None,
         config=job.config, hidden_layers=job.hidden_layers, dropout_rate=job.dropout_rate,

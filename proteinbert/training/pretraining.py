@@ -42,6 +42,7 @@ Ctrl-C; ``resume=True`` continues from the newest one with the same batches and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -57,8 +58,9 @@ from ..data.h5dataset import PretrainingDataset
 from ..data.pretraining_batches import (
     PretrainingBatches, PretrainingDataSettings, StreamState, close_iterator, holdout_batch, replica_dataset,
 )
-from ..errors import InputError, ProteinBertError, WeightsError
-from ..io_utils import atomic_write_path
+from ..errors import InputError, OutputBusyError, TrainingDivergedError, WeightsError
+from ..io_utils import atomic_write_path, output_lock
+from .. import presets
 from ..weights import ReleasedWeights, export_released_weights, load_released_weights, read_pkl
 from . import checkpoints
 # Re-exported: the metrics lived here before they got a module of their own.
@@ -70,12 +72,8 @@ from .pretraining_metrics import (  # noqa: F401
 logger = logging.getLogger(__name__)
 
 #: Architecture keys a caller may set (the rest of ``ProteinBertBackbone``'s arguments).
-ARCHITECTURE_KEYS = ("d_seq", "d_global", "n_blocks", "n_heads", "d_key", "conv_kernel_size",
-                     "wide_conv_dilation_rate", "activation", "attention_mask")
-
-
-class TrainingDivergedError(ProteinBertError):
-    """The loss became NaN or infinite; the last good save is left as it was."""
+# (the dataset fixes the other two: its GO terms and the token vocabulary)
+ARCHITECTURE_KEYS = tuple(k for k in presets.ARCHITECTURE_KEYS if k not in ("n_annotations", "vocab_size"))
 
 
 @dataclass(frozen=True)
@@ -232,11 +230,9 @@ class Pretrainer:
 
     def __init__(self, dataset_path, settings: PretrainingSettings, architecture: dict | None = None,
                  init_weights=None, resume: bool = False, strategy=None):
-        import keras
         import tensorflow as tf
 
         from ..hardware import guard_onednn_concurrency
-        from ..model import ProteinBertBackbone
 
         guard_onednn_concurrency()  # before the first TensorFlow operation (see its docstring)
         self.settings = settings
@@ -245,6 +241,43 @@ class Pretrainer:
         self.n_workers = _n_workers(self.strategy)
         self.is_chief = _is_chief(self.strategy)
         self.output_dir = Path(settings.output_dir)
+        self._held = contextlib.ExitStack()
+        self.dataset = None
+        self._claim_output_dir()
+        try:
+            self._setup(dataset_path, architecture, init_weights, resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def _claim_output_dir(self) -> None:
+        """One run per output directory: the chief holds its lock until :meth:`close` (re-entrant,
+        so a CLI's own lock is no obstacle). The other workers of a multi-worker run never write
+        there; they learn from the chief whether it got the lock, and stop with it if not."""
+        busy = None
+        if self.is_chief:
+            try:
+                self._held.enter_context(output_lock(self.output_dir, "output directory"))
+            except OutputBusyError as exc:
+                busy = exc
+        if self.n_workers > 1 and self._agree(busy is not None) and busy is None:
+            raise OutputBusyError(f"output directory {self.output_dir}: the chief of this multi-worker run found it "
+                                  "being written by another run; stopping with it")
+        if busy is not None:
+            raise busy
+
+    def close(self) -> None:
+        """Close the dataset and give up the output directory (:func:`pretrain` does this)."""
+        if self.dataset is not None:
+            self.dataset.close()
+        self._held.close()
+
+    def _setup(self, dataset_path, architecture, init_weights, resume) -> None:
+        import keras
+
+        from ..model import ProteinBertBackbone
+
+        settings = self.settings
         self.dataset = PretrainingDataset(dataset_path)
         architecture = dict(architecture or {})
         unknown = sorted(set(architecture) - set(ARCHITECTURE_KEYS))
@@ -432,7 +465,8 @@ class Pretrainer:
             "architecture": self.model.architecture, "dtype": self.settings.dtype,
             "data": self.settings.data.to_dict(), "seed": self.settings.seed,
             "steps_per_epoch": self.settings.steps_per_epoch,
-            "dataset": {"path": self.dataset.path, "n_records": len(self.dataset)},
+            "dataset": {"path": self.dataset.path, "n_records": len(self.dataset),
+                        "go_release": _text_attr(self.dataset.metadata.get("go_release"))},
             "annotations": self.dataset.annotations,
         }
         info = checkpoints.write_save(self.output_dir, self.epoch, self.samples, weights, state,
@@ -465,6 +499,9 @@ class Pretrainer:
         if self.is_chief:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             checkpoints.remove_partial_saves(self.output_dir)
+            # A run that could not save would train for nothing: weights and LAMB's two moments (float32).
+            checkpoints.require_save_space(self.output_dir / checkpoints.save_name(self.epoch, self.samples),
+                                           3 * 4 * self.model.count_params())
         writer = None
         if s.tensorboard and self.is_chief:
             writer = tf.summary.create_file_writer(str(self.output_dir / "tensorboard"))
@@ -593,6 +630,13 @@ class Pretrainer:
 _COUNT_KEYS = ("n_corrupted", "correct_corrupted", "n_uncorrupted", "correct_uncorrupted")
 
 
+def _text_attr(value) -> str | None:
+    """An HDF5 string attribute as ``str`` (``None`` stays ``None``: 2021 files carry no metadata)."""
+    if value is None:
+        return None
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 def _fresh_epoch_sums() -> dict:
     return {"loss": 0.0, "seq_loss": 0.0, "annot_loss": 0.0, "steps": 0, "tokens": 0, "samples": 0,
             "seconds": 0.0, **{k: 0.0 for k in _COUNT_KEYS}}
@@ -696,7 +740,7 @@ def pretrain(dataset_path, settings: PretrainingSettings, architecture: dict | N
     try:
         return trainer.run(step_hook=step_hook)
     finally:
-        trainer.dataset.close()
+        trainer.close()
 
 
 def load_pretrained(save, dtype=None):
@@ -718,18 +762,16 @@ def predict_go_terms(model, annotations, seqs, top_k: int = 5, seq_len: int = 51
     """Top-``k`` GO ids with probabilities for each sequence (no annotation input).
 
     ``annotations`` is the GO id list of the model's slots (kept in every save's ``state.json``).
+    Sequences are cropped to ``seq_len - 2`` residues and padded to ``seq_len``;
+    :mod:`proteinbert.go_prediction` (``proteinbert predict-go``) pads as pretraining did instead.
     """
+    from ..go_prediction import select_go_terms
     from ..tokenizer import N_ADDED_TOKENS, encode_batch
 
     seqs = [s[: seq_len - N_ADDED_TOKENS] for s in seqs]
     tokens = encode_batch(seqs, seq_len)
     _, probs = model([tokens, np.zeros((len(seqs), len(annotations)), np.float32)], training=False)
-    probs = np.asarray(probs)
-    out = []
-    for row in probs:
-        top = np.argsort(-row)[:top_k]
-        out.append([(annotations[j], float(row[j])) for j in top])
-    return out
+    return [[(annotations[j], p) for j, p in row] for row in select_go_terms(np.asarray(probs), top_k=top_k)]
 
 
 __all__ = [

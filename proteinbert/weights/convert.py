@@ -16,7 +16,7 @@ import keras
 
 from ..errors import InputError, WeightsError
 from ..io_utils import atomic_write_path
-from ..model.backbone import ProteinBertBackbone
+from ..model.backbone import ProteinBertBackbone, rebuilt
 from .locate import resolve_weights
 from .pkl import write_pkl
 from .released import backbone_from_released, check_finite, export_released_weights
@@ -33,11 +33,7 @@ def weights_format(path) -> str:
 
 
 def _with_dtype(model: ProteinBertBackbone, dtype) -> ProteinBertBackbone:
-    if dtype is None or dtype == model.policy_name:
-        return model
-    clone = ProteinBertBackbone(**model.architecture, dtype=dtype)
-    clone.set_weights(model.get_weights())
-    return clone
+    return model if dtype is None or dtype == model.policy_name else rebuilt(model, dtype=dtype)
 
 
 def load_backbone(path=None, dtype=None, architecture: dict | None = None) -> ProteinBertBackbone:

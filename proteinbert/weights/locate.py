@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 
 from ..errors import WeightsError
+from ..presets import RELEASED_WEIGHTS_FILE
 
 WEIGHTS_ENV_VAR = "PROTEINBERT_WEIGHTS"
 DEFAULT_WEIGHTS_DIR = "~/proteinbert_models"
-RELEASED_WEIGHTS_FILE = "epoch_92400_sample_23500000.pkl"
 DOWNLOAD_URL = "ftp://ftp.cs.huji.ac.il/users/nadavb/protein_bert/"
 
 

@@ -8,23 +8,52 @@ import numpy as np
 
 from ..errors import WeightsError
 from ..model.backbone import ProteinBertBackbone
+from ..model.block import LAYER_NAMES
 from .pkl import ReleasedWeights, read_pkl
 
 logger = logging.getLogger(__name__)
 
-_BLOCK_WEIGHTS = (
-    ("global-to-seq-dense", ("kernel", "bias")),
-    ("narrow-conv", ("kernel", "bias")),
-    ("wide-conv", ("kernel", "bias")),
-    ("seq-merge1-norm", ("gamma", "beta")),
-    ("seq-dense", ("kernel", "bias")),
-    ("seq-merge2-norm", ("gamma", "beta")),
-    ("global-dense1", ("kernel", "bias")),
-    ("global-attention", ("Wq", "Wk", "Wv")),
-    ("global-merge1-norm", ("gamma", "beta")),
-    ("global-dense2", ("kernel", "bias")),
-    ("global-merge2-norm", ("gamma", "beta")),
+# The released layout: (layer, weight, shape) in ``.pkl`` order. Block layers are named by their
+# ProteinBertBlock field (their names come from model.block.LAYER_NAMES); shapes are written in
+# the architecture's sizes: A n_annotations, V vocab_size, S d_seq, G d_global, K conv_kernel_size,
+# H n_heads, Dk d_key, Dv the value width d_global / n_heads.
+_INPUT_WEIGHTS = (
+    ("dense-global-input", "kernel", ("A", "G")), ("dense-global-input", "bias", ("G",)),
+    ("embedding-seq-input", "embeddings", ("V", "S")),
 )
+_BLOCK_WEIGHTS = (
+    ("global_to_seq_dense", "kernel", ("G", "S")), ("global_to_seq_dense", "bias", ("S",)),
+    ("narrow_conv", "kernel", ("K", "S", "S")), ("narrow_conv", "bias", ("S",)),
+    ("wide_conv", "kernel", ("K", "S", "S")), ("wide_conv", "bias", ("S",)),
+    ("seq_norm1", "gamma", ("S",)), ("seq_norm1", "beta", ("S",)),
+    ("seq_dense", "kernel", ("S", "S")), ("seq_dense", "bias", ("S",)),
+    ("seq_norm2", "gamma", ("S",)), ("seq_norm2", "beta", ("S",)),
+    ("global_dense1", "kernel", ("G", "G")), ("global_dense1", "bias", ("G",)),
+    ("attention", "Wq", ("H", "G", "Dk")), ("attention", "Wk", ("H", "S", "Dk")), ("attention", "Wv", ("H", "S", "Dv")),
+    ("global_norm1", "gamma", ("G",)), ("global_norm1", "beta", ("G",)),
+    ("global_dense2", "kernel", ("G", "G")), ("global_dense2", "bias", ("G",)),
+    ("global_norm2", "gamma", ("G",)), ("global_norm2", "beta", ("G",)),
+)
+_OUTPUT_WEIGHTS = (
+    ("output-seq", "kernel", ("S", "V")), ("output-seq", "bias", ("V",)),
+    ("output-annotations", "kernel", ("G", "A")), ("output-annotations", "bias", ("A",)),
+)
+# Where infer_architecture reads each size: (weight name, axis) -> architecture key.
+_SIZES_FROM = (
+    ("dense-global-input/kernel", 0, "n_annotations"), ("dense-global-input/kernel", 1, "d_global"),
+    ("embedding-seq-input/embeddings", 0, "vocab_size"), ("embedding-seq-input/embeddings", 1, "d_seq"),
+    ("narrow-conv-block1/kernel", 0, "conv_kernel_size"),
+    ("global-attention-block1/Wq", 0, "n_heads"), ("global-attention-block1/Wq", 2, "d_key"),
+)
+
+
+def released_layout(n_blocks: int) -> list[tuple[str, tuple]]:
+    """``(layer/weight name, shape in size symbols)`` in the order of the released ``.pkl``."""
+    layout = [(f"{layer}/{weight}", shape) for layer, weight, shape in _INPUT_WEIGHTS]
+    for b in range(1, n_blocks + 1):
+        layout += [(f"{LAYER_NAMES[field].format(b=b)}/{weight}", shape) for field, weight, shape in _BLOCK_WEIGHTS]
+    layout += [(f"{layer}/{weight}", shape) for layer, weight, shape in _OUTPUT_WEIGHTS]
+    return layout
 
 
 def released_weight_names(n_blocks: int) -> list[str]:
@@ -35,12 +64,7 @@ def released_weight_names(n_blocks: int) -> list[str]:
     >>> len(released_weight_names(6))
     145
     """
-    names = ["dense-global-input/kernel", "dense-global-input/bias", "embedding-seq-input/embeddings"]
-    for b in range(1, n_blocks + 1):
-        for layer, weights in _BLOCK_WEIGHTS:
-            names += [f"{layer}-block{b}/{w}" for w in weights]
-    names += ["output-seq/kernel", "output-seq/bias", "output-annotations/kernel", "output-annotations/bias"]
-    return names
+    return [name for name, _ in released_layout(n_blocks)]
 
 
 def _variables_by_name(model: ProteinBertBackbone) -> dict:
@@ -101,12 +125,11 @@ def check_finite(named_arrays, source: str) -> None:
 
 
 def _expected_shapes(arch: dict) -> list[tuple]:
-    """Array shapes of the released layout for ``arch`` (names: :func:`released_weight_names`)."""
-    A, V, S, G = arch["n_annotations"], arch["vocab_size"], arch["d_seq"], arch["d_global"]
-    H, K, Dk = arch["n_heads"], arch["conv_kernel_size"], arch["d_key"]
-    block = [(G, S), (S,), (K, S, S), (S,), (K, S, S), (S,), (S,), (S,), (S, S), (S,), (S,), (S,),
-             (G, G), (G,), (H, G, Dk), (H, S, Dk), (H, S, G // H), (G,), (G,), (G, G), (G,), (G,), (G,)]
-    return [(A, G), (G,), (V, S)] + block * arch["n_blocks"] + [(S, V), (V,), (G, A), (A,)]
+    """Array shapes of the released layout for ``arch``, in :func:`released_weight_names` order."""
+    sizes = {"A": arch["n_annotations"], "V": arch["vocab_size"], "S": arch["d_seq"], "G": arch["d_global"],
+             "K": arch["conv_kernel_size"], "H": arch["n_heads"], "Dk": arch["d_key"],
+             "Dv": arch["d_global"] // arch["n_heads"]}
+    return [tuple(sizes[symbol] for symbol in shape) for _, shape in released_layout(arch["n_blocks"])]
 
 
 def export_released_weights(model: ProteinBertBackbone, optimizer_weights=None) -> ReleasedWeights:
@@ -124,23 +147,25 @@ def infer_architecture(weights: ReleasedWeights, source: str = "weights") -> dic
     name before a model of absurd size is built.
     """
     arrays = weights.model_weights
-    if len(arrays) < 7 or (len(arrays) - 7) % 23:
+    fixed, per_block = len(_INPUT_WEIGHTS) + len(_OUTPUT_WEIGHTS), len(_BLOCK_WEIGHTS)
+    if len(arrays) < fixed + per_block or (len(arrays) - fixed) % per_block:
         raise WeightsError(f"{source}: {len(arrays)} weight arrays do not form a ProteinBERT layout "
-                           "(7 + 23 per block)")
-    n_blocks = (len(arrays) - 7) // 23
-    names = released_weight_names(n_blocks)
-    for i, rank in ((0, 2), (2, 2), (5, 3), (3 + 14, 3)):  # the arrays the sizes are read from
-        if np.ndim(arrays[i]) != rank:
-            raise WeightsError(f"{source}: array #{i} {names[i]} has shape {tuple(np.shape(arrays[i]))}; "
-                               f"the layout needs {rank} dimensions")
-    d_seq = int(arrays[2].shape[1])
-    d_global = int(arrays[0].shape[1])
-    n_heads, _, d_key = (int(x) for x in arrays[3 + 14].shape)  # first block's Wq
-    arch = dict(
-        n_annotations=weights.n_annotations, vocab_size=int(arrays[2].shape[0]), d_seq=d_seq,
-        d_global=d_global, n_blocks=n_blocks, n_heads=n_heads, d_key=d_key,
-        conv_kernel_size=int(arrays[5].shape[0]),
-    )
+                           f"({fixed} + {per_block} per block)")
+    n_blocks = (len(arrays) - fixed) // per_block
+    layout = released_layout(n_blocks)
+    names = [name for name, _ in layout]
+    by_name = dict(zip(names, arrays))
+    ranks = {name: len(shape) for name, shape in layout}
+    for name in dict.fromkeys(name for name, _, _ in _SIZES_FROM):  # the arrays the sizes are read from
+        if np.ndim(by_name[name]) != ranks[name]:
+            raise WeightsError(f"{source}: array #{names.index(name)} {name} has shape "
+                               f"{tuple(np.shape(by_name[name]))}; the layout needs {ranks[name]} dimensions")
+    read = {key: int(np.shape(by_name[name])[axis]) for name, axis, key in _SIZES_FROM}
+    # n_annotations as the file states it (the input kernel's rows are checked against it below)
+    read.update(n_annotations=weights.n_annotations, n_blocks=n_blocks)
+    arch = {key: read[key] for key in ("n_annotations", "vocab_size", "d_seq", "d_global", "n_blocks", "n_heads",
+                                       "d_key", "conv_kernel_size")}
+    d_seq, d_global, n_heads = arch["d_seq"], arch["d_global"], arch["n_heads"]
     if min(v for k, v in arch.items()) < 1 or d_global % n_heads:
         raise WeightsError(f"{source}: the array shapes imply an impossible architecture {arch}")
     problems = [f"#{i} {name}: shape {tuple(np.shape(a))}, expected {shape}"
