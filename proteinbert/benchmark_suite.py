@@ -160,9 +160,9 @@ def _keep_known(records, spec: OutputSpec, what: str):
     if spec.task != "categorical" or spec.level != "global":
         return records, 0
     known = set(spec.labels)
-    from .training.finetuning import _as_label_str
+    from .training.output_spec import as_label_str
 
-    idx = [i for i, y in enumerate(records.labels) if _as_label_str(y) in known]
+    idx = [i for i, y in enumerate(records.labels) if as_label_str(y) in known]
     dropped = len(records) - len(idx)
     if dropped:
         logger.warning("%s: %d record(s) of categories not in the training subsample left out", what, dropped)

@@ -1,3 +1,5 @@
+import collections
+import inspect
 import os
 from pathlib import Path
 
@@ -34,3 +36,45 @@ def fixtures_dir() -> Path:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return require_shared("data")
+
+
+# -- tests that read ../shared: marked, and counted in the summary -------------------------------
+# CI runs on a clean clone, where ../shared may be absent: the summary line says how many of these
+# tests ran and how many were skipped for it.
+_SHARED_FIXTURES = {"fixtures_dir", "shared_data"}
+_SHARED_NAMES = ("require_shared", "SHARED_DATA", "FIXTURES", "SHARED")
+_shared_outcomes = collections.Counter()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "shared: reads files under ../shared (skipped where it is absent)")
+
+
+def _reads_shared(item) -> bool:
+    if _SHARED_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    try:
+        source = inspect.getsource(item.function)
+    except (AttributeError, TypeError, OSError):
+        return False
+    return any(name in source for name in _SHARED_NAMES)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _reads_shared(item):
+            item.add_marker("shared")
+
+
+def pytest_runtest_logreport(report):
+    skipped_for_shared = report.skipped and "not present" in str(report.longrepr)
+    if skipped_for_shared:
+        _shared_outcomes["skipped (../shared absent)"] += 1
+    elif "shared" in report.keywords and report.when == "call":
+        _shared_outcomes[report.outcome] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _shared_outcomes:
+        counts = ", ".join(f"{n} {what}" for what, n in sorted(_shared_outcomes.items()))
+        terminalreporter.write_line(f"tests that read {SHARED}: {counts}")

@@ -276,6 +276,10 @@ _WITHOUT_TF = ("import sys; from proteinbert.cli.main import main; rc = main(sys
     (["benchmark-suite", "--from-scratch", "--data-dir", "no_dir", "-o", "t"], 1, "--data-dir no_dir does not exist"),
     (["benchmark-suite", "--from-scratch", "--data-dir", "x.tsv", "-o", "t"], 1, "--data-dir x.tsv is not a directory"),
     (["run-pipeline", "--data-dir", "no_dir", "-o", "out"], 1, "--data-dir no_dir does not exist"),
+    (["finetune", "-i", "no.csv", "--from-scratch", "-o", "ft"], 1, "--train no.csv does not exist"),
+    (["finetune", "-i", "x.tsv", "--valid", "model", "--from-scratch", "-o", "ft"], 1,
+     "--valid model is a directory, not a file"),
+    (["export", "no_model", "out.onnx"], 1, "SOURCE no_model does not exist"),
     (["run-pipeline", "--fasta", "no.fa", "--go-tsv", "x.tsv", "--go-obo", "go.obo", "-o", "out"], 1,
      "--fasta no.fa does not exist"),
 ])

@@ -62,3 +62,20 @@ def test_create_model_2021_signature_and_generator_isolation():
     assert np.isfinite(out.history["loss"][0])
     gen.update_state(a)
     np.testing.assert_array_equal(gen.create_model(64).get_weights()[0], a.get_weights()[0])
+
+
+def test_2021_import_paths_are_the_legacy_modules():
+    """The 2021 modules live in proteinbert.legacy; their old paths re-export the same objects."""
+    import importlib
+
+    import proteinbert
+
+    for name in ("model_generation", "existing_model_loading", "finetuning", "conv_and_global_attention_model"):
+        old, new = importlib.import_module(f"proteinbert.{name}"), importlib.import_module(f"proteinbert.legacy.{name}")
+        public = [n for n in dir(new) if not n.startswith("_") and getattr(new, n).__class__.__name__ in (
+            "function", "type", "ABCMeta")]
+        for attr in public:
+            if getattr(getattr(new, attr), "__module__", "") == new.__name__:
+                assert getattr(old, attr) is getattr(new, attr), (name, attr)
+    assert proteinbert.FinetuningModelGenerator is importlib.import_module("proteinbert.legacy.finetuning").FinetuningModelGenerator
+    assert proteinbert.load_pretrained_model.__module__ == "proteinbert.legacy.existing_model_loading"

@@ -224,7 +224,7 @@ def test_finetune_save_load_identical(tmp_path, level, task, dataset):
 
 
 def test_traced_inference_matches_eager(monkeypatch):
-    import proteinbert.training.finetuning as finetuning_module
+    import proteinbert.training.inference as inference_module
     from proteinbert.training.evaluation import evaluate_by_len
 
     frame = read_benchmark("signalP_binary", "train", 24)
@@ -234,7 +234,7 @@ def test_traced_inference_matches_eager(monkeypatch):
     # trace for every length); then the same through eager calls.
     traced = fm.predict(seqs, batch_size=2, seq_len=32)
     traced_eval = evaluate_by_len(fm, seqs, labels, start_batch_size=2)
-    monkeypatch.setattr(finetuning_module, "_TRACE_FROM_BATCHES", 10**9)
+    monkeypatch.setattr(inference_module, "_TRACE_FROM_BATCHES", 10**9)
     eager = fm.predict(seqs, batch_size=2, seq_len=32)
     eager_eval = evaluate_by_len(fm, seqs, labels, start_batch_size=2)
     np.testing.assert_allclose(np.stack(traced), np.stack(eager), rtol=0, atol=1e-6)

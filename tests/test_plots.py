@@ -1,5 +1,6 @@
 """Report figures: labelled axes, baselines drawn, one metric per panel; no backend chosen."""
 
+import subprocess
 import sys
 
 import numpy as np
@@ -8,6 +9,8 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from proteinbert import plots  # noqa: E402
+
+from conftest import REPO  # noqa: E402
 
 HISTORY = [
     {"epoch": 1, "samples": 800, "seq_loss": 2.9, "eval_seq_loss": 2.95, "corrupted_accuracy": 0.08,
@@ -36,7 +39,11 @@ def test_pretraining_figure_has_labelled_panels_and_baselines(tmp_path):
                for line in uncorrupted.get_lines())
     png = plots.plot_pretraining_history(HISTORY, tmp_path / "c.png")
     assert png.stat().st_size > 5000 and not list(tmp_path.glob("*.tmp*"))
-    assert "matplotlib.pyplot" not in sys.modules  # no backend chosen, no global figure list
+    # no backend chosen, no global figure list: pyplot is never imported (checked in a fresh process)
+    code = ("import sys; from proteinbert import plots; plots.plot_pretraining_history([{'epoch': 1, 'seq_loss': 2.0}], "
+            f"{str(tmp_path / 'd.png')!r}); print('matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_roc_comparison_figure_names_every_curve():

@@ -8,11 +8,15 @@ Example::
 
 from __future__ import annotations
 
+import os
+
 import sys
 
 from ..errors import InputError
 from ..io_utils import claim_output
-from ._common import UsageError, add_positional, add_threads_argument, apply_threads, make_parser, parse_architecture
+from ._common import (
+    UsageError, add_positional, add_threads_argument, apply_threads, check_inputs, make_parser, parse_architecture,
+)
 from ._common import positive_int, run_cli
 
 
@@ -44,6 +48,8 @@ def build_parser():
 
 
 def run(args) -> int:
+    # SOURCE is a file (weights) or a directory (a fine-tuned model, a pretraining save)
+    check_inputs(**({"dirs": {"SOURCE": args.source}} if os.path.isdir(args.source) else {"files": {"SOURCE": args.source}}))
     from ..export import export_model, format_for
 
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..io_utils import claim_output
 from ._common import (
-    UsageError, add_threads_argument, apply_threads, fraction_below_one, make_parser, non_negative_int,
+    UsageError, add_threads_argument, apply_threads, check_inputs, fraction_below_one, make_parser, non_negative_int,
     parse_architecture, positive_float, positive_int, run_cli, seed_int,
 )
 from ._common import hide_aliases
@@ -145,6 +145,8 @@ def _job(args):
 
 
 def run(args):
+    check_inputs(files={f"--{name.replace('_', '-')}": getattr(args, name)
+                        for name in ("train", "valid", "test", "train_labels", "valid_labels", "test_labels")})
     if not args.from_scratch:
         from ..weights.locate import resolve_weights
 

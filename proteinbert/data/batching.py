@@ -1,5 +1,9 @@
 """Length-aware batching: group sequences of similar length so nothing is padded to a global max.
 
+The one home of the padding rules: :func:`bucket_length` (embeddings; training uses the coarser
+:func:`training_bucket_length`), :func:`fixed_length` (the 2021 model lengths) and the batches built
+from them (:func:`token_budget_batches`, :func:`length_batches`).
+
 Without an attention mask, ``<PAD>`` positions take part in the global attention (as in the
 released model), so a protein's outputs depend on the length it is padded to. Here that length is
 a function of the protein's own length only (:func:`bucket_length`), and batches hold one
@@ -40,6 +44,91 @@ def bucket_length(n_tokens: int, min_step: int = 8, steps_per_octave: int = 16, 
     step = max(int(min_step), (1 << (int(n - 1).bit_length() - 1)) // int(steps_per_octave))
     return -(-n // step) * step
 
+
+
+#: Training buckets are coarser than inference ones (a quarter of the enclosing power of two, at
+#: most ~25 % padding): every new shape costs a training-graph trace.
+TRAINING_STEPS_PER_OCTAVE = 4
+
+
+def training_bucket_length(n_tokens: int, min_step: int = 16) -> int:
+    """The padded length of a record with ``n_tokens`` tokens (residues + 2) in training.
+
+    Coarser than for embeddings (a quarter of the enclosing power of two, at most ~25 % padding)
+    because every new shape costs a training-graph trace. The padded length depends only on the
+    record itself, so a prediction never depends on its batch mates.
+
+    >>> training_bucket_length(70 + 2), training_bucket_length(510 + 2), training_bucket_length(600 + 2)
+    (80, 512, 640)
+    """
+    n_tokens = int(n_tokens)
+    if n_tokens < 1:
+        raise InputError(f"n_tokens must be >= 1. Received: n_tokens={n_tokens}")
+    return bucket_length(n_tokens, min_step=min_step, steps_per_octave=TRAINING_STEPS_PER_OCTAVE)
+
+
+def fixed_length(n_tokens: int, seq_len: int, increase_factor: int = 2) -> int:
+    """2021-style padding: ``seq_len``, multiplied by ``increase_factor`` until the record fits.
+
+    >>> fixed_length(510 + 2, 512), fixed_length(511 + 2, 512), fixed_length(100, 64, 3)
+    (512, 1024, 192)
+    """
+    if increase_factor < 2 or seq_len < 1:
+        raise InputError(f"need seq_len >= 1 and increase_factor >= 2. Received: {seq_len}, {increase_factor}")
+    length = int(seq_len)
+    while length < n_tokens:
+        length *= increase_factor
+    return length
+
+
+def batch_size_for(padded_len: int, seq_len: int, batch_size: int) -> int:
+    """``batch_size`` up to ``seq_len``; beyond, scaled down by the length ratio (at least 1)."""
+    if padded_len <= seq_len:
+        return batch_size
+    return max(1, int(batch_size * seq_len // padded_len))
+
+
+def length_batches(n_tokens: Sequence[int], seq_len: int, batch_size: int, padding: str = "bucket",
+                   rng: np.random.Generator | None = None,
+                   token_budget: bool = False) -> list[tuple[np.ndarray, int]]:
+    """Group records into ``(indices, padded_len)`` batches.
+
+    ``padding="bucket"`` pads each record to :func:`training_bucket_length`; ``"fixed"`` pads to
+    ``seq_len`` (records that do not fit go to ``2×``, ``4×``… ``seq_len``), as the 2021 code did.
+    Records of one padded length form batches of :func:`batch_size_for`; with ``rng`` the records
+    within a bucket and the order of batches are shuffled, else records keep their order.
+
+    ``token_budget=True`` (inference) fills shorter batches up to the padded tokens of a full
+    ``batch_size × seq_len`` batch instead: a batch of 80-token records holds 6.4× ``batch_size``
+    of them at ``seq_len`` 512. The memory stays that of a training batch, and fewer, larger
+    batches pay the per-batch costs fewer times. Outputs do not depend on batch mates, so this
+    changes the speed only. Training keeps ``batch_size`` (it sets the optimisation).
+
+    >>> [(b.tolist(), L) for b, L in length_batches([10, 70, 12], seq_len=64, batch_size=2)]
+    [([0, 2], 16), ([1], 80)]
+    >>> [len(b) for b, L in length_batches([10] * 20, seq_len=64, batch_size=2, token_budget=True)]
+    [8, 8, 4]
+    """
+    if padding not in ("bucket", "fixed"):
+        raise InputError(f"padding must be 'bucket' or 'fixed'. Received: padding={padding!r}")
+    n_tokens = np.asarray(n_tokens, dtype=np.int64)
+    if padding == "bucket":
+        padded = np.array([training_bucket_length(n) for n in n_tokens], dtype=np.int64)
+    else:
+        padded = np.array([fixed_length(n, seq_len) for n in n_tokens], dtype=np.int64)
+    batches = []
+    for length in np.unique(padded):
+        members = np.flatnonzero(padded == length)
+        if rng is not None:
+            members = rng.permutation(members)
+        size = batch_size_for(int(length), seq_len, batch_size)
+        if token_budget:
+            size = max(size, batch_size * seq_len // int(length))
+        for start in range(0, len(members), size):
+            batches.append((members[start:start + size], int(length)))
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
 
 def token_budget_batches(lengths: Sequence[int], max_tokens: int = 32768, max_batch_size: int = 256,
                          pad_multiple: int = 8, min_length: int = 0) -> Iterator[tuple[np.ndarray, int]]:

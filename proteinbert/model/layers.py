@@ -66,11 +66,14 @@ class GlobalAttention(keras.layers.Layer):
         self.d_key = int(d_key)
         self.d_value = int(d_value)
         self.virtual_length = None if virtual_length is None else int(virtual_length)
+        # Made here, not in build: its seed is drawn from the global random state when it is made,
+        # so seeded models initialise the same whichever order the layers are built in.
+        self._initializer = keras.initializers.GlorotUniform()
 
     def build(self, input_shape):
         global_shape, seq_shape = input_shape[:2]
         d_global, d_seq = int(global_shape[-1]), int(seq_shape[-1])
-        init = keras.initializers.GlorotUniform()
+        init = self._initializer
         # Weight names and shapes match the released .pkl (Wq, Wk, Wv; no biases).
         self.Wq = self.add_weight(name="Wq", shape=(self.n_heads, d_global, self.d_key), initializer=init)
         self.Wk = self.add_weight(name="Wk", shape=(self.n_heads, d_seq, self.d_key), initializer=init)

@@ -21,9 +21,11 @@ import pandas as pd
 
 from ..errors import InputError
 from ..io_utils import atomic_write_path
-from .finetuning import (
-    EncodedSet, FinetunedModel, OutputSpec, _batch_predictor, _worth_tracing, length_batches,
-)
+from ..data.batching import fixed_length, length_batches
+from .finetune_data import EncodedSet
+from .finetuned_model import FinetunedModel
+from .inference import batch_predictor, worth_tracing
+from .output_spec import OutputSpec
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +34,11 @@ METRIC_NAMES = {"binary": "AUC", "multilabel": "AUC", "categorical": "Accuracy",
 
 
 def model_length_bucket(n_tokens: int, start_seq_len: int = 512, increase_factor: int = 2) -> int:
-    """The smallest model length ``start_seq_len × increase_factor^k`` that holds ``n_tokens``."""
-    if increase_factor < 2 or start_seq_len < 3:
-        raise InputError(f"need start_seq_len >= 3 and increase_factor >= 2. Received: {start_seq_len}, "
-                         f"{increase_factor}")
-    length = start_seq_len
-    while length < n_tokens:
-        length *= increase_factor
-    return length
+    """The smallest model length ``start_seq_len × increase_factor^k`` that holds ``n_tokens``
+    (the 2021 ``evaluate_by_len`` buckets: :func:`~proteinbert.data.batching.fixed_length`)."""
+    if start_seq_len < 3:
+        raise InputError(f"need start_seq_len >= 3. Received: {start_seq_len}")
+    return fixed_length(n_tokens, start_seq_len, increase_factor)
 
 
 def _flatten(spec: OutputSpec, y_true: list, y_pred: list):
@@ -200,7 +199,7 @@ def evaluate_by_len(model: FinetunedModel, seqs: Sequence[str], labels: Sequence
     metric = METRIC_NAMES[spec.task]
     rows = []
     n_batches = -(-len(data) // max(1, start_batch_size))
-    call = _batch_predictor(model.model, data.n_annotations, traced=_worth_tracing(n_batches))
+    call = batch_predictor(model.model, data.n_annotations, traced=worth_tracing(n_batches))
     for length in np.unique(buckets):
         members = np.flatnonzero(buckets == length)
         level = int(round(np.log(length / start_seq_len) / np.log(increase_factor)))
