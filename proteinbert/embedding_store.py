@@ -1,31 +1,109 @@
-"""Writing embeddings to HDF5 (persistence only; computing them is :mod:`proteinbert.embeddings`).
+"""Writing and reading embeddings files (persistence only; computing them is :mod:`proteinbert.embeddings`).
 
-Layout of the file:
+Every format holds the same things under the same names:
 
-=======================  ==========================  ==========================================
-``ids``                  (N,) str                    record ids, input order
-``lengths``              (N,) int32                  residues per record
-``protein_embeddings``   (N, W_protein) float32      one vector per protein
-``residue_embeddings``   (sum(lengths), W_residue)   per-residue vectors, records concatenated
-``residue_offsets``      (N + 1,) int64              rows of record i: offsets[i]:offsets[i+1]
-=======================  ==========================  ==========================================
+================  ==========================  =====================================================
+``ids``           N str                       record ids, input order
+``lengths``       (N,) int32                  residues per record
+``protein``       (N, W_protein) float32      the global track's vector (``pool`` global or both)
+``mean_residue``  (N, W_residue) float32      mean of the protein's per-residue vectors over its
+                                              residues (``pool`` mean or both)
+``residue``       (len_i, W_residue) float32  per-residue vectors, one array per record
+                                              (``--per-residue``)
+``attrs``         dict                        layers, pool, the layer names behind each width,
+                                              padding, model architecture, weights and FASTA
+================  ==========================  =====================================================
 
-The residue datasets exist only when per-residue output was asked for. Root attributes record
-``layers`` ("last"/"all"), the layer names behind each width, the model architecture and the
-weights source.
+The formats (``FORMATS``), all read by :func:`read_embeddings`:
+
+* ``h5`` (one HDF5 file): datasets ``ids``, ``lengths``, ``protein_embeddings``,
+  ``mean_residue_embeddings``, and ``residue_embeddings`` (all residues, records concatenated)
+  with ``residue_offsets`` ((N + 1,) int64: record i is rows ``offsets[i]:offsets[i+1]``); root
+  attributes hold ``attrs``.
+* ``npz`` (one numpy archive, ``numpy.load`` reads it without pickle): arrays ``ids`` (unicode),
+  ``lengths``, ``protein``, ``mean_residue``, and the ragged per-residue vectors as in HDF5: one
+  flat ``residue`` array with ``residue_offsets``; ``attrs`` is a JSON string.
+* ``npy-dir`` (a directory): ``<stem>.npy`` (the protein vector), ``<stem>.mean.npy``,
+  ``<stem>.residues.npy`` per record, ``index.tsv`` (columns ``id``, ``length`` and the file of each
+  vector, by the names above) and ``attrs.json``. The stem is the id with every character outside
+  ``A-Z a-z 0-9 . _ -`` replaced by ``_`` (``sp|P12345|X`` → ``sp_P12345_X``), a leading ``.`` too,
+  and ``~2``, ``~3``… appended where two ids would share a file (:func:`file_stems`).
+
+Only the vectors that were asked for are present. Writing goes to a temporary name that is
+renamed when complete (:func:`writing_embeddings`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import re
+import shutil
+import zipfile
+from pathlib import Path
 
-import h5py
 import numpy as np
 
+from .errors import FormatError, InputError, UsageError
 
-def estimated_size(ids, lengths, protein_width: int, residue_width: int | None) -> int:
-    """Bytes an :class:`EmbeddingWriter` file will take at most (whole chunks, a metadata allowance)."""
+FORMATS = ("h5", "npz", "npy-dir")
+#: ``EmbeddingSettings.pool`` values: the per-protein vectors asked for ("both": protein and mean_residue).
+POOLS = ("global", "mean", "both")
+#: The names of the vectors, in the order they are written.
+VECTORS = ("protein", "mean_residue", "residue")
+H5_DATASETS = {"protein": "protein_embeddings", "mean_residue": "mean_residue_embeddings",
+               "residue": "residue_embeddings"}
+NPY_SUFFIXES = {"protein": ".npy", "mean_residue": ".mean.npy", "residue": ".residues.npy"}
+INDEX_FILE = "index.tsv"
+ATTRS_FILE = "attrs.json"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_MAX_STEM = 200  # bytes; file names may have 255, and the longest suffix is 13
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def output_kind(format: str) -> str:
+    """``"dir"`` for ``npy-dir``, else ``"file"`` (``io_utils.check_output_path``'s ``kind``)."""
+    if format not in FORMATS:
+        raise InputError(f"format must be one of {', '.join(map(repr, FORMATS))}. Received: format={format!r}")
+    return "dir" if format == "npy-dir" else "file"
+
+
+def _attr(value):
+    # Scalars as they are, the rest as JSON: HDF5 attributes cannot hold nested lists and dicts.
+    return value if isinstance(value, (str, int, float)) else json.dumps(value)
+
+
+def file_stems(ids) -> list[str]:
+    """The file stem of each id in an ``npy-dir`` output: unique (ignoring case) over every file
+    the records may have, safe on any file system.
+
+    >>> file_stems(["sp|P1|A", "sp_P1_A", ".hidden", "x", "x.mean"])
+    ['sp_P1_A', 'sp_P1_A~2', '_hidden', 'x', 'x.mean~2']
+    """
+    used: set[str] = set()
+    stems = []
+    for rid in ids:
+        stem = _UNSAFE.sub("_", str(rid))
+        if stem.startswith("."):
+            stem = "_" + stem[1:]
+        if len(stem.encode()) > _MAX_STEM:
+            digest = hashlib.sha1(str(rid).encode()).hexdigest()[:12]
+            stem = stem.encode()[: _MAX_STEM - 13].decode("ascii", "ignore") + "~" + digest
+        candidate, k = stem, 1
+        while any((candidate + s).lower() in used for s in NPY_SUFFIXES.values()):
+            k += 1
+            candidate = f"{stem}~{k}"  # '~' never comes out of the substitution: no clash with an id
+        used.update((candidate + s).lower() for s in NPY_SUFFIXES.values())
+        stems.append(candidate)
+    return stems
+
+
+# -- sizes ----------------------------------------------------------------------------------------
+def estimated_size(ids, lengths, protein_width: int | None, residue_width: int | None,
+                   mean_width: int | None = None) -> int:
+    """Bytes an HDF5 :class:`EmbeddingWriter` file will take at most (whole chunks, a metadata allowance)."""
     n = len(ids)
     total = int(np.sum(lengths))
 
@@ -33,35 +111,87 @@ def estimated_size(ids, lengths, protein_width: int, residue_width: int | None) 
         chunk = max(1, min(rows, chunk))
         return -(-rows // chunk) * chunk * width * 4
 
-    size = chunked(n, 1024, protein_width) + 4 * n + sum(len(str(i).encode()) + 32 for i in ids)
+    size = 4 * n + sum(len(str(i).encode()) + 32 for i in ids)
+    for width in (protein_width, mean_width):
+        if width is not None:
+            size += chunked(n, 1024, width)
     if residue_width is not None:
         size += chunked(total, 4096, residue_width) + 8 * (n + 1)
     return int(size * 1.02) + (1 << 20)
 
 
-class EmbeddingWriter:
-    """Fill a pre-sized embeddings file batch by batch (the caller handles atomic renaming)."""
+def required_space(format: str, ids, lengths, widths: dict) -> int:
+    """Bytes of free disk a ``format`` output of ``widths`` (vector name -> width) needs while written."""
+    if format == "h5":
+        return estimated_size(ids, lengths, widths.get("protein"), widths.get("residue"), widths.get("mean_residue"))
+    n, total = len(ids), int(np.sum(lengths))
+    ids_bytes = sum(len(str(i).encode()) + 64 for i in ids)
+    if format == "npz":  # the arrays are filled in scratch files, then copied into the archive
+        data = sum(4 * w * (total if name == "residue" else n) for name, w in widths.items())
+        return 2 * (data + ids_bytes + 8 * (n + 1)) + (1 << 20)
+    block = 4096  # a file takes whole blocks; every .npy has a 128-byte header
+    size = 2 * ids_bytes + block
+    for name, w in widths.items():
+        rows = np.asarray(lengths, dtype=np.int64) if name == "residue" else np.ones(n, dtype=np.int64)
+        size += int(np.sum(-(-(128 + 4 * w * rows) // block) * block))
+    return size + (1 << 20)
 
-    def __init__(self, path, ids, lengths, protein_width: int, residue_width: int | None, attrs: dict):
+
+def check_output_for_format(path, format: str, option: str = "--output") -> None:
+    """Refuse (:class:`~proteinbert.errors.UsageError`) an output that does not fit ``format``: a name
+    that says another format (``x.npz`` as ``h5``, ``x.h5`` as ``npz``), or an existing directory that
+    is not an ``npy-dir`` output (replacing deletes it whole, and a directory named by mistake may
+    hold anything).
+
+    >>> check_output_for_format("out.npz", "h5")
+    Traceback (most recent call last):
+    proteinbert.errors.UsageError: --output out.npz is named as an npz archive but the format is h5; choose the format npz (--format npz) or rename the output
+    """
+    path = Path(path)
+    kind = output_kind(format)
+    suffix = path.suffix.lower()
+    named = "npz" if suffix == ".npz" else "h5" if suffix in (".h5", ".hdf5") else None
+    if named is not None and named != format:
+        what = "an npz archive" if named == "npz" else "an HDF5 file"
+        raise UsageError(f"{option} {path} is named as {what} but the format is {format}; choose the format "
+                         f"{named} (--format {named}) or rename the output")
+    if kind == "dir" and path.is_dir() and any(path.iterdir()) and not (path / INDEX_FILE).is_file():
+        raise UsageError(f"{option} {path} is a directory that holds no {INDEX_FILE} (it is not an embeddings "
+                         "directory); refusing to replace it")
+
+
+# -- writers --------------------------------------------------------------------------------------
+class EmbeddingWriter:
+    """Fill a pre-sized HDF5 embeddings file batch by batch (:func:`writing_embeddings` renames it)."""
+
+    def __init__(self, path, ids, lengths, protein_width: int | None, residue_width: int | None, attrs: dict,
+                 mean_width: int | None = None):
+        import h5py
+
         self.path = str(path)
         # No raw-chunk cache: a full disk then fails the write that caused it, not the final close,
         # which HDF5 cannot recover from (a failed close leaves it to crash the process at exit).
         # Chunks of the released model's widths (2 MB) exceed the default 1 MB cache anyway.
         self.h5 = h5py.File(path, "w", rdcc_nbytes=0)
         try:
-            self._create(ids, lengths, protein_width, residue_width, attrs)
+            self._create(ids, lengths, {"protein": protein_width, "mean_residue": mean_width}, residue_width, attrs)
         except BaseException as exc:
             self.abort()
             if isinstance(exc, OSError) and exc.errno is not None:
                 raise OSError(exc.errno, f"cannot write embeddings to {self.path}: {os.strerror(exc.errno)}") from exc
             raise
 
-    def _create(self, ids, lengths, protein_width: int, residue_width: int | None, attrs: dict) -> None:
+    def _create(self, ids, lengths, pooled_widths: dict, residue_width: int | None, attrs: dict) -> None:
+        import h5py
+
         n = len(ids)
         self.h5.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype())
         self.h5.create_dataset("lengths", data=np.asarray(lengths, dtype=np.int32))
-        self.protein = self.h5.create_dataset("protein_embeddings", shape=(n, protein_width), dtype="float32",
-                                              chunks=(max(1, min(n, 1024)), protein_width))
+        self.pooled = {}
+        for name, width in pooled_widths.items():
+            if width is not None:
+                self.pooled[name] = self.h5.create_dataset(H5_DATASETS[name], shape=(n, width), dtype="float32",
+                                                           chunks=(max(1, min(n, 1024)), width))
         self.residue = None
         if residue_width is not None:
             offsets = np.zeros(n + 1, dtype=np.int64)
@@ -70,19 +200,21 @@ class EmbeddingWriter:
             self.h5.create_dataset("residue_offsets", data=offsets)
             total = int(offsets[-1])
             self.residue = self.h5.create_dataset(
-                "residue_embeddings", shape=(total, residue_width), dtype="float32",
+                H5_DATASETS["residue"], shape=(total, residue_width), dtype="float32",
                 chunks=(max(1, min(total, 4096)), residue_width),
             )
         for key, value in attrs.items():
-            self.h5.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+            self.h5.attrs[key] = _attr(value)
 
-    def write(self, indices, protein: np.ndarray, residue: list | None) -> None:
+    def write(self, indices, vectors: dict) -> None:
+        """Store one batch: ``vectors`` maps vector names to arrays in the order of ``indices``."""
         order = np.argsort(indices)  # h5py fancy indexing needs increasing indices
         idx = np.asarray(indices)[order]
         try:
-            self.protein[idx] = protein[order]
-            if self.residue is not None and residue is not None:
-                for i, rows in zip(indices, residue):
+            for name, dataset in self.pooled.items():
+                dataset[idx] = np.asarray(vectors[name])[order]
+            if self.residue is not None:
+                for i, rows in zip(indices, vectors["residue"]):
                     self.residue[self.offsets[i] : self.offsets[i + 1]] = rows
         except OSError as exc:  # HDF5's own text spans lines and buries the cause
             if exc.errno is None:
@@ -100,33 +232,227 @@ class EmbeddingWriter:
 
     def abort(self) -> None:
         """Close after a failure without raising: the caller deletes the file and reports the first error."""
+        from .io_utils import abort_h5
+
+        abort_h5(self.h5)
+
+
+class _ScratchArrays:
+    """``.npy`` files in a scratch directory, filled in place (memory-mapped): arrays bigger than memory."""
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        self.directory.mkdir()
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def create(self, name: str, shape) -> np.ndarray:
+        self.arrays[name] = np.lib.format.open_memmap(self.directory / f"{name}.npy", mode="w+", dtype=np.float32,
+                                                      shape=tuple(shape))
+        return self.arrays[name]
+
+    def remove(self) -> None:
+        self.arrays.clear()  # drop the maps before their files
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class NpzWriter:
+    """Write an ``npz`` archive: vectors fill scratch files next to it, copied in on :meth:`close`."""
+
+    def __init__(self, path, ids, lengths, widths: dict, attrs: dict):
+        self.path = str(path)
+        self.ids = np.array([str(i) for i in ids])  # fixed-width unicode: no pickle needed to read it back
+        self.lengths = np.asarray(lengths, dtype=np.int32)
+        self.offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(self.lengths, out=self.offsets[1:])
+        self.attrs = {k: _attr(v) for k, v in attrs.items()}
+        self.scratch = _ScratchArrays(self.path + ".parts")
         try:
-            # The file is garbage now: truncating it frees the disk for HDF5's last metadata flush on close.
-            os.ftruncate(self.h5.id.get_vfd_handle(), 0)
-        except (OSError, RuntimeError, ValueError, TypeError):
-            pass
+            for name, width in widths.items():
+                rows = int(self.offsets[-1]) if name == "residue" else len(ids)
+                self.scratch.create(name, (rows, width))
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, indices, vectors: dict) -> None:
+        for name, array in self.scratch.arrays.items():
+            if name == "residue":
+                for i, rows in zip(indices, vectors["residue"]):
+                    array[self.offsets[i] : self.offsets[i + 1]] = rows
+            else:
+                array[np.asarray(indices)] = vectors[name]
+
+    def close(self) -> None:
         try:
-            self.h5.close()
-        except (OSError, RuntimeError, ValueError):
-            pass  # never close again: HDF5 may crash on a second close of a file it failed to close
+            extra = {"ids": self.ids, "lengths": self.lengths, "attrs": np.array(json.dumps(self.attrs))}
+            if "residue" in self.scratch.arrays:
+                extra["residue_offsets"] = self.offsets
+            with zipfile.ZipFile(self.path, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+                for name, array in {**extra, **self.scratch.arrays}.items():
+                    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+        finally:
+            self.scratch.remove()
+
+    def abort(self) -> None:
+        self.scratch.remove()
+
+
+class NpyDirWriter:
+    """Write an ``npy-dir`` directory: one ``.npy`` file per record and vector, then ``index.tsv``."""
+
+    def __init__(self, path, ids, lengths, widths: dict, attrs: dict):
+        self.path = Path(path)
+        self.ids = [str(i) for i in ids]
+        self.lengths = [int(n) for n in lengths]
+        self.names = [name for name in VECTORS if name in widths]
+        self.stems = file_stems(self.ids)
+        self.attrs = {k: _attr(v) for k, v in attrs.items()}
+        self.path.mkdir()
+
+    def write(self, indices, vectors: dict) -> None:
+        for name in self.names:
+            for j, i in enumerate(indices):
+                np.save(self.path / (self.stems[i] + NPY_SUFFIXES[name]), np.asarray(vectors[name][j], np.float32),
+                        allow_pickle=False)
+
+    def close(self) -> None:
+        lines = ["\t".join(["id", "length", *self.names])]
+        for rid, n, stem in zip(self.ids, self.lengths, self.stems):
+            lines.append("\t".join([rid, str(n), *(stem + NPY_SUFFIXES[name] for name in self.names)]))
+        (self.path / INDEX_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (self.path / ATTRS_FILE).write_text(json.dumps(self.attrs, indent=1), encoding="utf-8")
+
+    def abort(self) -> None:
+        pass  # the directory is deleted whole by the caller
+
+
+@contextlib.contextmanager
+def writing_embeddings(path, format: str, ids, lengths, widths: dict, attrs: dict):
+    """Yield a writer (``.write(indices, vectors)``) for a ``format`` output at ``path``; on success
+    the complete output replaces ``path`` in one rename, on any error (or interrupt) nothing is left.
+
+    ``widths`` maps the vectors to store (:data:`VECTORS`) to their widths. The caller holds the
+    output's lock (``io_utils.output_lock``) and has checked the path (``io_utils.check_output_path``).
+    A write that cannot fit is refused before it starts (HDF5 cannot recover from a failed write).
+    """
+    from .io_utils import atomic_write_path, remove_stale_partials, require_space
+
+    kind = output_kind(format)
+    unknown = sorted(set(widths) - set(VECTORS))
+    if unknown or not widths:
+        raise InputError(f"widths must name some of {', '.join(VECTORS)}. Received: {sorted(widths)}")
+    remove_stale_partials(path)  # left by a killed run; the caller's lock means no live writer owns them
+    require_space(path, required_space(format, ids, lengths, widths), "output")
+    aside = None
+    try:
+        with atomic_write_path(path) as tmp:
+            if format == "h5":
+                writer = EmbeddingWriter(tmp, ids, lengths, widths.get("protein"), widths.get("residue"), attrs,
+                                         mean_width=widths.get("mean_residue"))
+            else:
+                writer = (NpzWriter if format == "npz" else NpyDirWriter)(tmp, ids, lengths, widths, attrs)
+            try:
+                yield writer
+            except BaseException:
+                writer.abort()  # the first error is the one to report, not close()'s on the same full disk
+                raise
+            writer.close()
+            if kind == "dir" and os.path.isdir(path):  # a directory cannot be renamed over a full one
+                aside = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.partial.replaced")
+                os.rename(path, aside)
+    except BaseException:
+        if aside is not None and not os.path.exists(path):
+            os.rename(aside, path)  # the new output did not make it: the old one stays
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+# -- reading --------------------------------------------------------------------------------------
+def embeddings_format(path) -> str:
+    """The format of an embeddings output (by its content, not its name): ``h5``, ``npz`` or ``npy-dir``."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / INDEX_FILE).is_file():
+            raise FormatError(f"not an embeddings directory: {INDEX_FILE} is missing", str(path))
+        return "npy-dir"
+    with open(path, "rb") as f:
+        magic = f.read(8)
+    if magic == _HDF5_MAGIC:
+        return "h5"
+    if magic[:4] == b"PK\x03\x04":
+        return "npz"
+    raise FormatError(f"not an embeddings file (neither HDF5 nor npz; starts with {magic[:4]!r})", str(path))
 
 
 def read_embeddings(path) -> dict:
-    """Load an embeddings file into memory: ``ids``, ``protein`` and (if present) ``residue`` list.
+    """Load an embeddings output of any format into memory.
+
+    Returns ``ids`` (list), ``lengths``, ``attrs``, ``format``, and those of ``protein``,
+    ``mean_residue`` (``(N, W)`` arrays) and ``residue`` (a list of ``(len_i, W)`` arrays) that
+    the output holds.
 
     >>> data = read_embeddings("embeddings.h5")  # doctest: +SKIP
     >>> data["protein"].shape  # doctest: +SKIP
     (2000, 512)
     """
+    format = embeddings_format(path)
+    reader = {"h5": _read_h5, "npz": _read_npz, "npy-dir": _read_npy_dir}[format]
+    try:
+        out = reader(Path(path))
+    except KeyError as exc:
+        raise FormatError(f"not a complete {format} embeddings output: {exc.args[0]} is missing", str(path)) from None
+    out["format"] = format
+    return out
+
+
+def _split(flat: np.ndarray, offsets: np.ndarray) -> list:
+    return [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
+def _read_h5(path: Path) -> dict:
+    import h5py
+
     with h5py.File(path, "r") as h5:
         out = {
             "ids": [v.decode() if isinstance(v, bytes) else v for v in h5["ids"][:]],
             "lengths": h5["lengths"][:],
-            "protein": h5["protein_embeddings"][:],
             "attrs": dict(h5.attrs),
         }
-        if "residue_embeddings" in h5:
-            offsets = h5["residue_offsets"][:]
-            flat = h5["residue_embeddings"][:]
-            out["residue"] = [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+        for name in ("protein", "mean_residue"):
+            if H5_DATASETS[name] in h5:
+                out[name] = h5[H5_DATASETS[name]][:]
+        if H5_DATASETS["residue"] in h5:
+            out["residue"] = _split(h5[H5_DATASETS["residue"]][:], h5["residue_offsets"][:])
+    return out
+
+
+def _read_npz(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as archive:
+        out = {"ids": [str(i) for i in archive["ids"]], "lengths": archive["lengths"],
+               "attrs": json.loads(str(archive["attrs"]))}
+        for name in ("protein", "mean_residue"):
+            if name in archive.files:
+                out[name] = archive[name]
+        if "residue" in archive.files:
+            out["residue"] = _split(archive["residue"], archive["residue_offsets"])
+    return out
+
+
+def _read_npy_dir(path: Path) -> dict:
+    lines = (path / INDEX_FILE).read_text(encoding="utf-8").splitlines()
+    header = lines[0].split("\t")
+    if header[:2] != ["id", "length"] or not set(header[2:]) <= set(VECTORS):
+        raise FormatError(f"unexpected columns {header} (expected id, length and some of {', '.join(VECTORS)})",
+                          str(path / INDEX_FILE), 1)
+    rows = [line.split("\t") for line in lines[1:] if line]
+    for lineno, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise FormatError(f"{len(row)} columns, the header has {len(header)}", str(path / INDEX_FILE), lineno)
+    out = {"ids": [r[0] for r in rows], "lengths": np.array([int(r[1]) for r in rows], dtype=np.int32),
+           "attrs": json.loads((path / ATTRS_FILE).read_text(encoding="utf-8"))}
+    for col, name in enumerate(header[2:], start=2):
+        arrays = [np.load(path / r[col], allow_pickle=False) for r in rows]
+        out[name] = arrays if name == "residue" else np.stack(arrays)
     return out

@@ -145,13 +145,14 @@ def _job(args):
 
 
 def run(args):
-    check_inputs(files={f"--{name.replace('_', '-')}": getattr(args, name)
-                        for name in ("train", "valid", "test", "train_labels", "valid_labels", "test_labels")})
     if not args.from_scratch:
         from ..weights.locate import resolve_weights
 
         args.weights = str(resolve_weights(args.weights))  # a missing file is reported before any work
     job = _job(args)  # every usage error before any work
+    # then missing inputs, before TensorFlow starts
+    check_inputs(files={f"--{name.replace('_', '-')}": getattr(args, name)
+                        for name in ("train", "valid", "test", "train_labels", "valid_labels", "test_labels")})
     inputs = {f"--{name.replace('_', '-')}": getattr(args, name)
               for name in ("train", "valid", "test", "train_labels", "valid_labels", "test_labels", "weights")}
     logs = [(option, path, kind) for option, path, kind in (("--csv-log", args.csv_log, "file"),

@@ -1,8 +1,9 @@
 """Length-aware batching: group sequences of similar length so nothing is padded to a global max.
 
 The one home of the padding rules: :func:`bucket_length` (embeddings; training uses the coarser
-:func:`training_bucket_length`), :func:`fixed_length` (the 2021 model lengths) and the batches built
-from them (:func:`token_budget_batches`, :func:`length_batches`).
+:func:`training_bucket_length`), :func:`fixed_length` (the 2021 model lengths), the real pads kept
+under virtual padding (:func:`with_pad_margin`) and the batches built from them
+(:func:`token_budget_batches`, :func:`length_batches`).
 
 Without an attention mask, ``<PAD>`` positions take part in the global attention (as in the
 released model), so a protein's outputs depend on the length it is padded to. Here that length is
@@ -156,6 +157,24 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int = 32768, max_ba
             stop += 1
         yield order[start:stop], L
         start = stop
+
+
+def with_pad_margin(lengths: Sequence[int], margin: int, virtual_length: int) -> list[int]:
+    """Residue counts to bucket by under virtual padding: each length plus ``margin`` real ``<PAD>``
+    positions, capped so that the bucket stays within ``virtual_length`` tokens (there the bucket's
+    pads are computed as in a ``virtual_length``-long batch). Longer proteins keep their own length.
+
+    >>> counts = with_pad_margin([5, 100, 430, 600], margin=80, virtual_length=512)
+    >>> counts, [bucket_length(n + N_ADDED_TOKENS) for n in counts]
+    ([85, 180, 510, 600], [88, 184, 512, 608])
+    """
+    cap = int(virtual_length)
+    while cap > N_ADDED_TOKENS and bucket_length(cap) != cap:  # the longest bucket within the virtual length
+        cap -= 1
+    if margin <= 0 or cap <= N_ADDED_TOKENS:  # no bucket that short: every batch reaches the virtual length
+        return [int(n) for n in lengths]
+    cap -= N_ADDED_TOKENS
+    return [max(int(n), min(int(n) + int(margin), cap)) for n in lengths]
 
 
 def fixed_pipeline_options():
