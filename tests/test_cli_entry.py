@@ -280,6 +280,7 @@ _WITHOUT_TF = ("import sys; from proteinbert.cli.main import main; rc = main(sys
     (["finetune", "-i", "x.tsv", "--valid", "model", "--from-scratch", "-o", "ft"], 1,
      "--valid model is a directory, not a file"),
     (["export", "no_model", "out.onnx"], 1, "SOURCE no_model does not exist"),
+    (["embed", "-i", "no.fa", "--weights", "w.pkl", "-o", "e.h5"], 1, "--input no.fa does not exist"),
     (["run-pipeline", "--fasta", "no.fa", "--go-tsv", "x.tsv", "--go-obo", "go.obo", "-o", "out"], 1,
      "--fasta no.fa does not exist"),
 ])

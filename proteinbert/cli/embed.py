@@ -8,7 +8,7 @@ import sys
 from ..data.batching import DEFAULT_PAD_LENGTH
 from ..embedding_store import FORMATS, POOLS
 from ..io_utils import claim_output
-from ._common import (add_threads_argument, apply_threads, make_parser, non_negative_int, positive_int, run_cli,
+from ._common import (add_threads_argument, apply_threads, check_inputs, make_parser, non_negative_int, positive_int, run_cli,
                       show_progress)
 
 
@@ -73,6 +73,7 @@ def run(args) -> int:
     from ..embedding_store import check_output_for_format, output_kind
     from ..weights.locate import resolve_weights
 
+    check_inputs(files={"--input": args.input})
     args.weights = str(resolve_weights(args.weights))  # a missing file is reported before TensorFlow starts
     check_output_for_format(args.output, args.format, "--output")
     # Owned from the start: a second run on the same --output fails at once instead of racing this one.
