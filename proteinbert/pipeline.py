@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._numbers import finite_float
 from .errors import InputError
 from .io_utils import atomic_write_path
 from .presets import PRESETS
@@ -345,20 +346,12 @@ def _heldout_rows() -> tuple:
 
 
 def _baseline(record: dict, key):
-    return key if isinstance(key, float) else None if key is None else _number(record.get(key))
-
-
-def _number(value):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if np.isfinite(v) else None
+    return key if isinstance(key, float) else None if key is None else finite_float(record.get(key))
 
 
 def pretraining_verdict(record: dict) -> str:
     """One sentence: do the held-out metrics of ``record`` (a history entry) beat their baselines?"""
-    checks = [(label, _number(record.get(key)), _baseline(record, base_key))
+    checks = [(label, finite_float(record.get(key)), _baseline(record, base_key))
               for label, key, _, base_key in _heldout_rows() if key in BEATEN_KEYS]
     checks = [(label, v, b) for label, v, b in checks if v is not None and b is not None]
     if not checks:
@@ -409,7 +402,7 @@ def step_report(settings: PipelineSettings, dataset: dict, pretraining: dict, ta
             curves[variant] = (data["labels"], data["probs"])
         save_figure(roc_comparison_figure(curves, f"{name}: test ROC"), plots / f"roc_{name}.png")
 
-    evaluated = [h for h in history if _number(h.get("eval_seq_loss")) is not None]
+    evaluated = [h for h in history if finite_float(h.get("eval_seq_loss")) is not None]
     first, last = (evaluated[0], evaluated[-1]) if evaluated else ({}, {})
     lines = [
         "# ProteinBERT main job: report", "",
@@ -448,7 +441,7 @@ def step_report(settings: PipelineSettings, dataset: dict, pretraining: dict, ta
 
 
 def _fmt(value) -> str:
-    v = _number(value)
+    v = finite_float(value)
     return "–" if v is None else f"{v:.4f}"
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._numbers import finite_float
 from ._optional import require
 from .io_utils import atomic_write_path
 from .training.pretraining_metrics import MACRO_AUC_BASELINE
@@ -209,14 +210,6 @@ PRETRAINING_PANELS = (
 )
 
 
-def _finite(v):
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return v if np.isfinite(v) else None
-
-
 def pretraining_figure(history, x: str = "epoch", title: str | None = None):
     """Learning curves of a pretraining run (``PretrainingResult.history`` or the rows of
     ``history.tsv``): each held-out metric beside its train counterpart and its baseline (dashed),
@@ -229,8 +222,8 @@ def pretraining_figure(history, x: str = "epoch", title: str | None = None):
     for ax, (panel_title, ylabel, series, constants) in zip(axes, PRETRAINING_PANELS):
         drawn = False
         for key, label, style in series:
-            pts = [(_finite(h.get(x)) / scale, _finite(h.get(key))) for h in history
-                   if _finite(h.get(x)) is not None and _finite(h.get(key)) is not None]
+            pts = [(finite_float(h.get(x)) / scale, finite_float(h.get(key))) for h in history
+                   if finite_float(h.get(x)) is not None and finite_float(h.get(key)) is not None]
             if pts:
                 ax.plot(*zip(*pts), ls=style, marker="" if style == "--" else "o", ms=3, label=label)
                 drawn = True

@@ -50,19 +50,37 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "shared: reads files under ../shared (skipped where it is absent)")
 
 
-def _reads_shared(item) -> bool:
-    if _SHARED_FIXTURES & set(getattr(item, "fixturenames", ())):
-        return True
+def _mentions_shared(obj) -> bool:
     try:
-        source = inspect.getsource(item.function)
+        source = inspect.getsource(obj)
     except (AttributeError, TypeError, OSError):
         return False
     return any(name in source for name in _SHARED_NAMES)
 
 
+def _shared_helpers(module) -> set:
+    """Names of the test module's own functions that read ../shared (one level deep)."""
+    return {name for name, obj in vars(module).items()
+            if inspect.isfunction(obj) and obj.__module__ == module.__name__ and _mentions_shared(obj)}
+
+
+def _reads_shared(item, helpers: set) -> bool:
+    if _SHARED_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    function = getattr(item, "function", None)
+    if function is None or _mentions_shared(function):
+        return function is not None
+    source = inspect.getsource(function)
+    return any(f"{name}(" in source for name in helpers)
+
+
 def pytest_collection_modifyitems(config, items):
+    helpers = {}
     for item in items:
-        if _reads_shared(item):
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__ not in helpers:
+            helpers[module.__name__] = _shared_helpers(module)
+        if _reads_shared(item, helpers.get(getattr(module, "__name__", None), set())):
             item.add_marker("shared")
 
 
@@ -77,4 +95,4 @@ def pytest_runtest_logreport(report):
 def pytest_terminal_summary(terminalreporter):
     if _shared_outcomes:
         counts = ", ".join(f"{n} {what}" for what, n in sorted(_shared_outcomes.items()))
-        terminalreporter.write_line(f"tests that read {SHARED}: {counts}")
+        terminalreporter.write_line(f"tests that read {SHARED} (marked 'shared'): {counts}")

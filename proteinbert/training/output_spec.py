@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._numbers import finite_float
 from ..errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -186,20 +187,12 @@ def _parse_binary(value):
     return number if number in (0.0, 1.0) else None
 
 
-def _parse_float(value):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _parse_local_numbers(value, n: int):
+def _parse_local_numbers(value):
     if isinstance(value, str):
         parts = value.replace(",", " ").replace(";", " ").split()
     else:
         parts = list(np.ravel(np.asarray(value, dtype=object)))
-    numbers = [_parse_float(x) for x in parts]
+    numbers = [finite_float(x) for x in parts]
     return numbers
 
 
@@ -259,7 +252,7 @@ def encode_labels(spec: OutputSpec, seqs: Sequence[str], labels: Sequence, row_i
                     problems.append(f"{row}: {value!r} is not 0 or 1")
                 out.append(np.float32(parsed or 0))
             elif spec.task == "numeric":
-                parsed = _parse_float(value)
+                parsed = finite_float(value)
                 if parsed is None:
                     problems.append(f"{row}: {value!r} is not a finite number")
                 out.append(np.float32(parsed or 0))
@@ -284,7 +277,7 @@ def encode_labels(spec: OutputSpec, seqs: Sequence[str], labels: Sequence, row_i
         else:
             n = len(seq)
             if spec.task == "numeric":
-                numbers = _parse_local_numbers(value, n)
+                numbers = _parse_local_numbers(value)
                 if len(numbers) != n:
                     problems.append(f"{row}: {len(numbers)} per-residue values for a sequence of {n} residues")
                 elif any(x is None for x in numbers):
