@@ -11,7 +11,7 @@ import obonet
 import pytest
 from lxml import etree
 
-from conftest import require_shared
+from conftest import REPO, require_shared
 from proteinbert.cli import create_dataset as create_cli
 from proteinbert.cli import set_test_set as test_set_cli
 from proteinbert.data.dataset_builder import (DatasetSettings, build_dataset, rng_for_test_set,
@@ -27,17 +27,26 @@ GO_TYPES = {"GO Molecular Function", "GO Biological Process", "GO Cellular Compo
 
 
 # -- fixtures --------------------------------------------------------------------------------------
+class _Inputs(dict):
+    """The files the repository ships are read from data/; the others from ../shared, when a test
+    asks for them (only that test is skipped if ../shared is absent)."""
+
+    SHARED = {
+        "uniref_xml": ("data", "uniref_like", "uniref90_like.sprot250.xml.gz"),
+        "uniref_fasta": ("data", "uniref_like", "uniref90_like.sprot250.fasta"),
+        "uniprot_xml": ("data", "uniprot_xml", "uniprot_sprot_250.uniprot-rs.xml.gz"),
+        "excerpt": ("data", "go", "go-2019-01-27.excerpt-sprot250.obo"),
+    }
+
+    def __missing__(self, key):
+        return require_shared(*self.SHARED[key])
+
+
 @pytest.fixture(scope="module")
 def paths():
-    return {
-        "uniref_xml": require_shared("data", "uniref_like", "uniref90_like.sprot250.xml.gz"),
-        "uniref_fasta": require_shared("data", "uniref_like", "uniref90_like.sprot250.fasta"),
-        "uniprot_xml": require_shared("data", "uniprot_xml", "uniprot_sprot_250.uniprot-rs.xml.gz"),
-        "sp_fasta": require_shared("data", "swissprot_go_2014", "sp2014_go.2k.fasta.gz"),
-        "sp_tsv": require_shared("data", "swissprot_go_2014", "sp2014_go.2k.go.tsv.gz"),
-        "excerpt": require_shared("data", "go", "go-2019-01-27.excerpt-sprot250.obo"),
-        "go2019": require_shared("data", "go", "go-2019-01-27.obo.gz"),
-    }
+    data = REPO / "data"
+    return _Inputs(sp_fasta=data / "sp2014_go.2k.fasta.gz", sp_tsv=data / "sp2014_go.2k.go.tsv.gz",
+                   go2019=data / "go-2019-01-27.obo.gz")
 
 
 @pytest.fixture(scope="module")
