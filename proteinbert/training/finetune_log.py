@@ -13,6 +13,8 @@ from ..errors import InputError
 if TYPE_CHECKING:
     from .finetune_schedule import FinetuneConfig
 
+from .summaries import write_scalar, write_text
+
 logger = logging.getLogger(__name__)
 
 
@@ -141,14 +143,13 @@ class EpochLog:
     def _write_events(self, row: dict, stage_index: int) -> None:
         import tensorflow as tf
 
-        from .pretraining import _write_scalar  # the scalar event format, without the tensorboard package
 
         with self._writer.as_default(step=row["epoch"]):
             for key, value in row.items():
                 if key not in EPOCH_LOG_FIRST_COLUMNS:
-                    _write_scalar(tf, key, value)
-            _write_scalar(tf, "stage_index", stage_index)
-            _write_text(tf, "stage", row["stage"])
+                    write_scalar(tf, key, value)
+            write_scalar(tf, "stage_index", stage_index)
+            write_text(tf, "stage", row["stage"])
         self._writer.flush()
 
     def callback(self, stage_index: int):
@@ -184,14 +185,3 @@ def _loss_first(keys) -> list[str]:
 
 def _float32_value(value) -> float:
     return float(str(np.float32(value)))
-
-
-def _write_text(tf, name: str, text: str) -> None:
-    """A TensorBoard text event (the text plugin's format) without the ``tensorboard`` package."""
-    from tensorflow.core.framework import summary_pb2
-
-    metadata = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="text", content=b""),
-        data_class=summary_pb2.DATA_CLASS_TENSOR,
-    )
-    tf.summary.write(tag=name, tensor=tf.constant(text), metadata=metadata)

@@ -63,6 +63,7 @@ from ..io_utils import atomic_write_path, output_lock
 from .. import presets
 from ..weights import ReleasedWeights, export_released_weights, load_released_weights, read_pkl
 from . import checkpoints
+from .summaries import write_scalar
 # Re-exported: the metrics lived here before they got a module of their own.
 from .pretraining_metrics import (  # noqa: F401
     MACRO_AUC_BASELINE, LABEL_FREQUENCY_RECORDS, accuracies, accuracy_counts,
@@ -624,7 +625,7 @@ class Pretrainer:
             with writer.as_default(step=record["step"]):
                 for k, v in record.items():
                     if k not in ("epoch", "step"):
-                        _write_scalar(tf, k, v)
+                        write_scalar(tf, k, v)
 
 
 _COUNT_KEYS = ("n_corrupted", "correct_corrupted", "n_uncorrupted", "correct_uncorrupted")
@@ -640,20 +641,6 @@ def _text_attr(value) -> str | None:
 def _fresh_epoch_sums() -> dict:
     return {"loss": 0.0, "seq_loss": 0.0, "annot_loss": 0.0, "steps": 0, "tokens": 0, "samples": 0,
             "seconds": 0.0, **{k: 0.0 for k in _COUNT_KEYS}}
-
-
-def _write_scalar(tf, name: str, value) -> None:
-    """A TensorBoard scalar event without the ``tensorboard`` package (``tf.summary.scalar`` needs it).
-
-    The metadata is what TensorBoard's own scalar summary writes (plugin "scalars", version 0).
-    """
-    from tensorflow.core.framework import summary_pb2
-
-    metadata = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars", content=b""),
-        data_class=summary_pb2.DATA_CLASS_SCALAR,
-    )
-    tf.summary.write(tag=name, tensor=tf.constant(float(value), tf.float32), metadata=metadata)
 
 
 def column_auc(y, scores, mask=None) -> np.ndarray:
