@@ -52,7 +52,7 @@ from .embedding_store import POOLS
 from .errors import InputError
 from .model.backbone import ProteinBertBackbone, hidden_representation_model, with_virtual_padding
 from .model.chunked import ChunkedForward
-from .tokenizer import N_ADDED_TOKENS, PAD_ID, encode_batch
+from .tokenizer import DEFAULT_UNKNOWN_RESIDUES, N_ADDED_TOKENS, PAD_ID, encode_batch
 
 logger = logging.getLogger(__name__)
 
@@ -270,7 +270,8 @@ def embed(backbone: ProteinBertBackbone, seqs: Sequence[str], settings: Embeddin
 
 def embed_fasta(backbone: ProteinBertBackbone, fasta_path, output_path,
                 settings: EmbeddingSettings = EmbeddingSettings(), weights_source: str = "",
-                format: str = "h5", overwrite: bool = False, progress_bar: bool = True) -> dict:
+                format: str = "h5", overwrite: bool = False, progress_bar: bool = True,
+                unknown_residues: str = DEFAULT_UNKNOWN_RESIDUES) -> dict:
     """Embed every record of a FASTA file into ``output_path`` and return a small summary dict.
 
     ``format``: ``"h5"`` (one HDF5 file), ``"npz"`` (one numpy archive) or ``"npy-dir"`` (a
@@ -288,7 +289,7 @@ def embed_fasta(backbone: ProteinBertBackbone, fasta_path, output_path,
     from .data.fasta import check_unique_ids, read_fasta
     from .embedding_store import check_output_for_format, output_kind, writing_embeddings
     from .io_utils import check_output_path, output_lock
-    from .tokenizer import warn_non_residues
+    from .tokenizer import check_residues
 
     check_output_path(output_path, {"fasta_path": fasta_path}, "output_path", overwrite=overwrite,
                       kind=output_kind(format))
@@ -297,7 +298,7 @@ def embed_fasta(backbone: ProteinBertBackbone, fasta_path, output_path,
     records = list(check_unique_ids(read_fasta(path), path))
     ids = [r.id for r in records]
     seqs = [r.seq for r in records]
-    warn_non_residues(seqs, path)
+    check_residues(seqs, path, unknown_residues, ids=ids)
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     embedder = Embedder(backbone, settings)
     attrs = {

@@ -40,6 +40,7 @@ import numpy as np
 
 from .errors import InputError, WeightsError
 from .io_utils import atomic_write_path, check_output_path, output_lock
+from .tokenizer import DEFAULT_UNKNOWN_RESIDUES
 
 logger = logging.getLogger(__name__)
 
@@ -178,10 +179,10 @@ def read_go_names(obo_path, go_ids: Sequence[str], expected_release: str | None 
     return names
 
 
-def read_go_inputs(checkpoint, fasta, go_obo=None) -> GoPredictionInputs:
+def read_go_inputs(checkpoint, fasta, go_obo=None, unknown_residues: str = DEFAULT_UNKNOWN_RESIDUES) -> GoPredictionInputs:
     """Open the checkpoint, read the FASTA (unique ids) and the GO names; nothing starts TensorFlow."""
     from .data.fasta import check_unique_ids, read_fasta
-    from .tokenizer import warn_non_residues
+    from .tokenizer import check_residues
 
     ckpt = checkpoint if isinstance(checkpoint, GoCheckpoint) else open_go_checkpoint(checkpoint)
     fasta = Path(fasta)
@@ -189,7 +190,7 @@ def read_go_inputs(checkpoint, fasta, go_obo=None) -> GoPredictionInputs:
         raise InputError(f"FASTA {fasta} does not exist or is not a file")
     records = list(check_unique_ids(read_fasta(fasta), str(fasta)))
     seqs = tuple(r.seq for r in records)
-    warn_non_residues(seqs, str(fasta))
+    check_residues(seqs, str(fasta), unknown_residues, ids=tuple(r.id for r in records))
     names = {}
     if go_obo is not None:
         go_obo = Path(go_obo)

@@ -309,6 +309,16 @@ def parse_threads(text: str) -> tuple[int, int]:
     return values
 
 
+def add_unknown_residues_argument(parser) -> None:
+    """``--unknown-residues warn|error``: what to do with characters that are not amino-acid letters."""
+    from ..tokenizer import DEFAULT_UNKNOWN_RESIDUES, UNKNOWN_RESIDUE_POLICIES
+
+    parser.add_argument("--unknown-residues", choices=UNKNOWN_RESIDUE_POLICIES, default=DEFAULT_UNKNOWN_RESIDUES,
+                        help="characters in a sequence that are not letters (digits, '*', '#' ...): 'warn' reads "
+                             "them as <OTHER> and reports their count; 'error' fails (exit 1) naming the file, "
+                             "record and characters")
+
+
 def add_threads_argument(parser) -> None:
     """``--threads INTRA,INTER`` on a parser (or argument group) of a command that runs TensorFlow."""
     parser.add_argument(

@@ -16,10 +16,10 @@ import dataclasses
 import sys
 
 from ..data.dataset_builder import DatasetSettings, build_dataset
-from ..tokenizer import UNKNOWN_RESIDUE_POLICIES
 from ..io_utils import claim_output
 from ._common import (
-    UsageError, check_inputs, make_parser, positive_int, probability, run_cli, seed_int, show_progress,
+    UsageError, add_unknown_residues_argument, check_inputs, make_parser, positive_int, probability, run_cli, seed_int,
+    show_progress,
 )
 
 #: The library's defaults, shown by --help (one place for each).
@@ -63,10 +63,7 @@ def build_parser():
                         help="only warn about duplicate or incomplete [Term] stanzas, a truncated file and parents "
                              "without a stanza in --go-obo (default: fail, since annotations to those terms are lost); "
                              "is_a cycles always fail")
-    parser.add_argument("--unknown-residues", choices=UNKNOWN_RESIDUE_POLICIES, default=_DEFAULTS["unknown_residues"],
-                        help="characters in a sequence that are not letters (digits, '*', '#' ...): 'warn' reads "
-                             "them as <OTHER> and reports their count; 'error' fails (exit 1) naming the file, "
-                             "line, record and characters")
+    add_unknown_residues_argument(parser)
     parser.add_argument("--temp-dir", metavar="DIR", help="scratch directory (default: next to --output)")
     parser.add_argument("--single-process", action="store_true",
                         help="parse inputs in this process (default: in a worker process, using a second core)")

@@ -8,6 +8,7 @@ import sys
 from ..data.batching import DEFAULT_PAD_LENGTH
 from ..embedding_store import FORMATS, POOLS
 from ..io_utils import claim_output
+from ._common import add_unknown_residues_argument
 from ._common import (add_threads_argument, apply_threads, check_inputs, make_parser, non_negative_int, positive_int, run_cli,
                       show_progress)
 
@@ -65,6 +66,7 @@ def build_parser():
                    help="compute in bfloat16; outputs stay float32 (default: off, float32)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output (default: off, an existing output is an error)")
+    add_unknown_residues_argument(p)
     add_threads_argument(p)
     return p
 
@@ -98,7 +100,8 @@ def _embed(args) -> int:
         warn_if_bfloat16_is_slow()
     model = load_backbone(args.weights, dtype="mixed_bfloat16" if args.mixed_precision else None)
     summary = embed_fasta(model, args.input, args.output, settings, weights_source=str(args.weights),
-                          format=args.format, overwrite=args.overwrite, progress_bar=show_progress(args))
+                          format=args.format, overwrite=args.overwrite, progress_bar=show_progress(args),
+                          unknown_residues=args.unknown_residues)
     print(json.dumps(summary, indent=1))
     return 0
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..io_utils import claim_output
+from ._common import add_unknown_residues_argument
 from ._common import (
     UsageError, add_threads_argument, apply_threads, check_inputs, fraction_below_one, make_parser, non_negative_int,
     parse_architecture, positive_float, positive_int, run_cli, seed_int,
@@ -43,6 +44,7 @@ def build_parser():
                     help="replace an existing model directory, --csv-log and --tensorboard event files")
     io.add_argument("--max-records", type=positive_int,
                     help="use only the first N records of each split (quick runs; default: all)")
+    add_unknown_residues_argument(io)
     logs = p.add_argument_group("epoch logs (every epoch of every stage, numbered across stages; one log line "
                                 "per epoch unless -q)")
     logs.add_argument("--tensorboard", metavar="DIR",
@@ -140,7 +142,7 @@ def _job(args):
         seq_col=args.seq_col, label_col=args.label_col, id_col=args.id_col, weights=args.weights,
         architecture=architecture, hidden_layers=args.hidden_layers, dropout_rate=args.dropout, config=config,
         virtual_pad_length=virtual or None,
-        max_records=args.max_records, overwrite=args.overwrite,
+        max_records=args.max_records, overwrite=args.overwrite, unknown_residues=args.unknown_residues,
     )
 
 

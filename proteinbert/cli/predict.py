@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from ..io_utils import claim_output
+from ._common import add_unknown_residues_argument
 from ._common import add_threads_argument, apply_threads, check_inputs, make_parser, positive_int, run_cli
 from ._common import add_positional
 
@@ -24,6 +25,7 @@ def build_parser():
     p.add_argument("--id-col", help="CSV column with record ids (default: row number; FASTA: record id)")
     p.add_argument("--crop-len", type=positive_int, metavar="N",
                    help="crop longer sequences to this many residues (off by default)")
+    add_unknown_residues_argument(p)
     add_threads_argument(p)
     return p
 
@@ -35,7 +37,8 @@ def run(args):
         apply_threads(args)
         from ..training.jobs import run_predict
 
-        frame = run_predict(args.model_dir, args.input, args.output, args.seq_col, args.id_col, args.crop_len)
+        frame = run_predict(args.model_dir, args.input, args.output, args.seq_col, args.id_col, args.crop_len,
+                            unknown_residues=args.unknown_residues)
     print(f"{len(frame)} predictions written to {args.output}")
 
 

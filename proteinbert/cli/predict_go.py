@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from ..io_utils import check_output_path, claim_output
+from ._common import add_unknown_residues_argument
 from ._common import add_threads_argument, apply_threads, make_parser, non_negative_int, positive_int, probability
 from ._common import run_cli
 
@@ -35,6 +36,7 @@ def build_parser():
     p.add_argument("--max-tokens", type=positive_int, default=16384, help="padded tokens per batch (default 16384)")
     p.add_argument("--max-batch-size", type=positive_int, default=128, help="proteins per batch at most (default 128)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    add_unknown_residues_argument(p)
     add_threads_argument(p)
     return p
 
@@ -46,7 +48,7 @@ def run(args) -> int:
                                     max_batch_size=args.max_batch_size)
     sources = {"--checkpoint": args.checkpoint, "--input": args.input, "--go-obo": args.go_obo}
     check_output_path(args.output, sources, "--output", overwrite=args.overwrite)  # before reading anything
-    inputs = read_go_inputs(args.checkpoint, args.input, go_obo=args.go_obo)  # TensorFlow not started yet
+    inputs = read_go_inputs(args.checkpoint, args.input, go_obo=args.go_obo, unknown_residues=args.unknown_residues)  # TensorFlow not started yet
     with claim_output(args.output, sources, "--output", overwrite=args.overwrite):
         apply_threads(args)
         summary = write_go_predictions(inputs, args.output, settings)

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..data.labelled import LabelledRecords, read_labelled
 from ..errors import InputError
+from ..tokenizer import DEFAULT_UNKNOWN_RESIDUES, check_residues
 from .evaluation import Evaluation, evaluate_by_len, predictions_frame, write_csv
 from .finetuning import (
     DEFAULT_VIRTUAL_PAD_LENGTH, FinetuneConfig, FinetunedModel, OutputSpec, finetune_from_backbone,
@@ -64,6 +65,7 @@ class FinetuneJob:
     virtual_pad_length: int | None = DEFAULT_VIRTUAL_PAD_LENGTH  # see finetune_from_backbone
     max_records: int | None = None
     overwrite: bool = False
+    unknown_residues: str = DEFAULT_UNKNOWN_RESIDUES  # "warn" (read as <OTHER>) or "error"
 
 
 @dataclass
@@ -94,11 +96,9 @@ def run_finetune_job(job: FinetuneJob) -> JobResult:
     from .finetuning import require_both_classes
 
     require_both_classes(spec, train.labels, f"the training split ({job.train})")
-    from ..tokenizer import warn_non_residues
-
     for path, split in ((job.train, train), (job.valid, valid), (job.test, test)):
         if split is not None:
-            warn_non_residues(split.seqs, str(path))
+            check_residues(split.seqs, str(path), job.unknown_residues, ids=split.ids)
     # Check the other splits against the training labels now, not after hours of training.
     from .finetuning import encode_labels
 
@@ -131,7 +131,7 @@ def run_finetune_job(job: FinetuneJob) -> JobResult:
 
 
 def run_predict(model_dir, input_path, out_csv, seq_col: str = "seq", id_col: str | None = None,
-                crop_len: int | None = None) -> pd.DataFrame:
+                crop_len: int | None = None, unknown_residues: str = DEFAULT_UNKNOWN_RESIDUES) -> pd.DataFrame:
     """Predict every record of ``input_path`` (CSV or FASTA) with a saved model; write ``out_csv``
     (atomically; never onto the input or into the model directory)."""
     from ..io_utils import check_output_path
@@ -141,9 +141,7 @@ def run_predict(model_dir, input_path, out_csv, seq_col: str = "seq", id_col: st
     records = read_labelled(input_path, seq_col, None, id_col, require_labels=False)
     if len(records) == 0:
         raise InputError(f"{input_path} has no records")
-    from ..tokenizer import warn_non_residues
-
-    warn_non_residues(records.seqs, str(input_path))
+    check_residues(records.seqs, str(input_path), unknown_residues, ids=records.ids)
     data = model.encode(records.seqs, crop_len=crop_len, row_ids=records.row_ids, what=str(input_path))
     from .finetuning import predict
 
