@@ -34,10 +34,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
+from .data.batching import budget_batches
+from .data.batching import episode_padded_length as padded_length
 from .errors import InputError, WeightsError
 from .io_utils import atomic_write_path, check_output_path, output_lock
 from .tokenizer import DEFAULT_UNKNOWN_RESIDUES
@@ -201,26 +203,6 @@ def read_go_inputs(checkpoint, fasta, go_obo=None, unknown_residues: str = DEFAU
 
 
 # -- the model's output -------------------------------------------------------------------------
-def padded_length(n_residues: int, episode_lengths: Sequence[int]) -> int:
-    """Tokens a protein of ``n_residues`` is padded to: the shortest episode length that holds it
-    with ``<START>``/``<END>``, else its own length + 2."""
-    from .tokenizer import N_ADDED_TOKENS
-
-    n = int(n_residues) + N_ADDED_TOKENS
-    fitting = [int(L) for L in episode_lengths if int(L) >= n]
-    return min(fitting) if fitting else n
-
-
-def _batches(lengths: Sequence[int], max_tokens: int, max_batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
-    """``(indices, padded length)``: one length each, file order within a length, under the token budget."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    for L in np.unique(lengths):
-        idx = np.flatnonzero(lengths == L)
-        per_batch = max(1, min(max_batch_size, max_tokens // int(L)))
-        for start in range(0, len(idx), per_batch):
-            yield idx[start:start + per_batch], int(L)
-
-
 def annotation_probabilities(model, seqs: Sequence[str], episode_lengths: Sequence[int], max_tokens: int = 16384,
                              max_batch_size: int = 128) -> np.ndarray:
     """``(len(seqs), n_annotations)`` float32: the annotation output for each sequence alone (no input
@@ -236,7 +218,7 @@ def annotation_probabilities(model, seqs: Sequence[str], episode_lengths: Sequen
                       input_signature=[tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((None, n_out), tf.float32)])
     out = np.zeros((len(seqs), n_out), np.float32)
     lengths = [padded_length(len(s), episode_lengths) for s in seqs]
-    for idx, L in _batches(lengths, max_tokens, max_batch_size):
+    for idx, L in budget_batches(lengths, max_tokens, max_batch_size):
         tokens = encode_batch([seqs[i] for i in idx], L)
         probs = run(tf.constant(tokens), tf.zeros((len(idx), n_out), tf.float32))
         out[idx] = np.asarray(probs, dtype=np.float32)

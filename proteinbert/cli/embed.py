@@ -75,12 +75,12 @@ def run(args) -> int:
     from ..embedding_store import check_output_for_format, output_kind
     from ..weights.locate import resolve_weights
 
-    check_inputs(files={"--input": args.input})
     args.weights = str(resolve_weights(args.weights))  # a missing file is reported before TensorFlow starts
     check_output_for_format(args.output, args.format, "--output")
     # Owned from the start: a second run on the same --output fails at once instead of racing this one.
     with claim_output(args.output, {"--input": args.input, "--weights": args.weights}, "--output",
                       overwrite=args.overwrite, kind=output_kind(args.format)):
+        check_inputs(files={"--input": args.input})  # after the usage errors, before TensorFlow starts
         return _embed(args)
 
 

@@ -131,6 +131,18 @@ def length_batches(n_tokens: Sequence[int], seq_len: int, batch_size: int, paddi
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
 
+
+def episode_padded_length(n_residues: int, episode_lengths: Sequence[int]) -> int:
+    """Tokens a protein of ``n_residues`` is padded to for a model pretrained at ``episode_lengths``:
+    the shortest of them that holds it with ``<START>``/``<END>``, else its own length + 2.
+
+    >>> [episode_padded_length(n, (32, 64)) for n in (20, 40, 100)]
+    [32, 64, 102]
+    """
+    n = int(n_residues) + N_ADDED_TOKENS
+    fitting = [int(L) for L in episode_lengths if int(L) >= n]
+    return min(fitting) if fitting else n
+
 def token_budget_batches(lengths: Sequence[int], max_tokens: int = 32768, max_batch_size: int = 256,
                          pad_multiple: int = 8, min_length: int = 0) -> Iterator[tuple[np.ndarray, int]]:
     """Yield ``(indices, padded_len)`` batches, one length bucket each, under a token budget.
@@ -145,18 +157,25 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int = 32768, max_ba
     if max_tokens < 1 or max_batch_size < 1:
         raise InputError(f"max_tokens and max_batch_size must be >= 1. Received: {max_tokens}, {max_batch_size}")
     lengths = np.asarray(lengths, dtype=np.int64)
-    padded = np.array([bucket_length(n + N_ADDED_TOKENS, pad_multiple, min_length=min_length) for n in lengths],
-                      dtype=np.int64)
-    order = np.lexsort((np.arange(len(lengths)), padded))
-    start = 0
-    while start < len(order):
-        L = int(padded[order[start]])
-        per_batch = max(1, min(max_batch_size, max_tokens // L))
-        stop = start
-        while stop < len(order) and stop - start < per_batch and padded[order[stop]] == L:
-            stop += 1
-        yield order[start:stop], L
-        start = stop
+    padded = [bucket_length(n + N_ADDED_TOKENS, pad_multiple, min_length=min_length) for n in lengths]
+    return budget_batches(padded, max_tokens, max_batch_size)
+
+
+def budget_batches(padded_lengths: Sequence[int], max_tokens: int, max_batch_size: int
+                   ) -> Iterator[tuple[np.ndarray, int]]:
+    """``(indices, padded_len)`` batches of records already given their padded lengths: one length
+    per batch, shortest first, file order within a length, at most ``max_tokens`` padded tokens (a
+    record longer than that alone).
+
+    >>> [(idx.tolist(), L) for idx, L in budget_batches([32, 64, 32, 32], max_tokens=64, max_batch_size=8)]
+    [([0, 2], 32), ([3], 32), ([1], 64)]
+    """
+    padded = np.asarray(padded_lengths, dtype=np.int64)
+    for length in np.unique(padded):
+        members = np.flatnonzero(padded == length)
+        per_batch = max(1, min(max_batch_size, max_tokens // int(length)))
+        for start in range(0, len(members), per_batch):
+            yield members[start:start + per_batch], int(length)
 
 
 def with_pad_margin(lengths: Sequence[int], margin: int, virtual_length: int) -> list[int]:
