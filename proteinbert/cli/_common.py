@@ -316,7 +316,7 @@ def add_unknown_residues_argument(parser) -> None:
     parser.add_argument("--unknown-residues", choices=UNKNOWN_RESIDUE_POLICIES, default=DEFAULT_UNKNOWN_RESIDUES,
                         help="characters in a sequence that are not letters (digits, '*', '#' ...): 'warn' reads "
                              "them as <OTHER> and reports their count; 'error' fails (exit 1) naming the file, "
-                             "record and characters")
+                             "record and characters (default: %(default)s)")
 
 
 def add_threads_argument(parser) -> None:
