@@ -246,6 +246,15 @@ def runnable(settings: SuiteSettings) -> list[Benchmark]:
                    if p is not None)]
 
 
+def check_runnable(settings: SuiteSettings) -> None:
+    """InputError unless the data folder exists and one of the selected benchmarks has its files."""
+    if not runnable(settings):
+        chosen = selected(settings)
+        expected = ", ".join(f"{b.dataset}.{b.train_split}.csv" for b in chosen[:3])
+        raise InputError(f"nothing to run: none of the {len(chosen)} selected benchmark(s) has its files in "
+                         f"{settings.data_dir} (expected e.g. {expected})")
+
+
 #: The CSV's columns, in order (the first four are the comparison with the paper).
 COLUMNS = ("benchmark", "metric", "score", "paper_no_pretraining", "paper", "dataset", "output", "n_train",
            "n_valid", "n_test", "seed", "wall_s", "start", "machine", "status", "note", "settings")
@@ -341,11 +350,8 @@ def run_suite(settings: SuiteSettings, out_prefix=None, redo: bool = False, comm
     selected benchmarks has its files: a table of nothing but "not run" rows is not a result; and
     if ``<prefix>.csv`` holds rows made with other settings that this run would keep.
     """
+    check_runnable(settings)
     chosen = selected(settings)
-    if not runnable(settings):
-        expected = ", ".join(f"{b.dataset}.{b.train_split}.csv" for b in chosen[:3])
-        raise InputError(f"nothing to run: none of the {len(chosen)} selected benchmark(s) has its files in "
-                         f"{settings.data_dir} (expected e.g. {expected})")
     digest = settings_digest(settings)
     rows: dict = {}
     if out_prefix is not None:
@@ -448,5 +454,5 @@ def write_tables(frame: pd.DataFrame, out_prefix, inputs=(), run: dict | None = 
 
 
 __all__ = ["BENCHMARKS", "COLUMNS", "Benchmark", "SuiteSettings", "check_table_paths", "cpu_model", "input_files",
-           "machine_summary", "read_results", "run_benchmark", "run_suite", "runnable", "settings_digest",
+           "machine_summary", "read_results", "run_benchmark", "run_suite", "runnable", "check_runnable", "settings_digest",
            "sidecar_path", "table_paths", "to_markdown", "write_tables"]

@@ -75,6 +75,7 @@ class PipelineSettings:
     signalp_test_records: int = 500
     jit_compile: bool = False
     redo: tuple = ()
+    progress: bool = True  # progress bars of the dataset build and the pretraining
 
     def __post_init__(self):
         for name in ("output_dir", "fasta", "go_tsv", "go_obo"):
@@ -148,6 +149,7 @@ def step_dataset(settings: PipelineSettings) -> dict:
     summary = build_dataset(DatasetSettings(
         output=path, go_obo=settings.go_obo, input_kind="fasta_tsv", fasta=settings.fasta,
         go_tsv=settings.go_tsv, min_records_per_term=settings.min_records_per_term, seed=settings.seed,
+        progress=settings.progress,
     ))
     info = summary.as_dict()
     _write_json(summary_path, info)
@@ -177,7 +179,7 @@ def step_pretrain(settings: PipelineSettings) -> dict:
         steps_per_epoch=settings.steps_per_epoch, max_epochs=settings.pretrain_epochs,
         save_every_epochs=max(1, settings.pretrain_epochs // 4), keep_every_saves=0, eval_every_epochs=1,
         eval_max_records=settings.holdout_records, jit_compile=settings.jit_compile, seed=settings.seed,
-        tensorboard=True,
+        tensorboard=True, progress=settings.progress,
     )
     start = time.perf_counter()
     result = pretrain(settings.dataset_path, run, architecture=settings.architecture, resume=resume)

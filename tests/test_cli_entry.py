@@ -281,6 +281,8 @@ _WITHOUT_TF = ("import sys; from proteinbert.cli.main import main; rc = main(sys
      "--valid model is a directory, not a file"),
     (["export", "no_model", "out.onnx"], 1, "SOURCE no_model does not exist"),
     (["embed", "-i", "no.fa", "--weights", "w.pkl", "-o", "e.h5"], 1, "--input no.fa does not exist"),
+    (["convert-weights", "w.pkl", "out.txt"], 2, "unknown weights format for out.txt"),
+    (["benchmark-suite", "--from-scratch", "--data-dir", "model", "-o", "t"], 1, "nothing to run: none of the"),
     (["run-pipeline", "--fasta", "no.fa", "--go-tsv", "x.tsv", "--go-obo", "go.obo", "-o", "out"], 1,
      "--fasta no.fa does not exist"),
 ])

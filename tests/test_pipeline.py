@@ -136,3 +136,12 @@ def test_verdict_says_so_when_the_baselines_are_beaten():
     # a noise-level lead does not count
     assert "GO AUC, macro 0.505 vs baseline 0.500" in pretraining_verdict(_history(0.2, 0.505, 0.9)[-1])
     assert "no held-out evaluation" in pretraining_verdict({})
+
+
+def test_quiet_turns_the_pipeline_progress_bars_off(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr("proteinbert.pipeline.run_pipeline", lambda settings: seen.append(settings) or {"report": "r.md"})
+    data = ["--data-dir", str(REPO / "data")]
+    assert cli.main(["-o", str(tmp_path / "a"), *data, "-q"]) == 0
+    assert cli.main(["-o", str(tmp_path / "b"), *data]) == 0
+    assert [s.progress for s in seen] == [False, True]

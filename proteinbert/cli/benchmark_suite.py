@@ -57,7 +57,9 @@ def build_parser():
 
 
 def run(args, argv=None):
-    from ..benchmark_suite import SuiteSettings, check_table_paths, input_files, run_suite, table_paths, to_markdown
+    from ..benchmark_suite import (
+        SuiteSettings, check_runnable, check_table_paths, input_files, run_suite, table_paths, to_markdown,
+    )
 
     if not args.data_dir:
         raise UsageError(f"no benchmark folder: pass --data-dir DIR or set {DATA_ENV}=DIR (the folder holding "
@@ -81,6 +83,7 @@ def run(args, argv=None):
         args.weights = str(resolve_weights(args.weights))
     make = SuiteSettings.small if args.small else SuiteSettings.full
     settings = make(args.data_dir, weights=args.weights, **overrides)
+    check_runnable(settings)  # before TensorFlow starts
     inputs = input_files(settings)
     check_table_paths(args.out, inputs)  # before hours of fine-tuning, not after
     apply_threads(args)

@@ -29,16 +29,18 @@ def run(args) -> int:
         architecture = parse_architecture(args.architecture)
     elif args.source.endswith(".weights.h5"):
         raise UsageError("reading .weights.h5 needs --architecture")
+    from ..weights.locate import weights_format
+
     check_inputs(files={"SOURCE": args.source})
     # Claimed before Keras loads, so a refused destination costs no TensorFlow start-up.
     with claim_output(args.destination, {"SOURCE": args.source}, "DESTINATION", overwrite=args.overwrite):
-        from ..weights.convert import load_backbone, save_backbone, weights_format
-
-        try:
+        try:  # also before Keras loads
             weights_format(args.source)
             weights_format(args.destination)
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
+        from ..weights.convert import load_backbone, save_backbone
+
         model = load_backbone(args.source, architecture=architecture)
         save_backbone(model, args.destination)
     print(f"wrote {args.destination} ({model.count_params():,} parameters, {json.dumps(model.architecture)})")

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from ..io_utils import claim_output
 from ..pipeline import STEPS, PipelineSettings
-from ._common import UsageError, check_inputs, make_parser, non_negative_int, positive_int, run_cli, seed_int
+from ._common import (
+    UsageError, check_inputs, make_parser, non_negative_int, positive_int, run_cli, seed_int, show_progress,
+)
 from ._common import hide_aliases
 from .benchmark_suite import DATA_ENV as BENCHMARKS_ENV
 
@@ -125,6 +127,7 @@ def run(args) -> int:
         finetune_epochs=args.finetune_epochs, holdout_records=args.holdout,
         membrane_train_records=args.membrane_train or None, signalp_train_records=args.signalp_train,
         signalp_test_records=args.signalp_test, jit_compile=args.xla, redo=tuple(args.redo),
+        progress=show_progress(args),
     )
     with claim_output(args.output_dir, inputs, "--output-dir", kind="into-dir"):
         summary = run_pipeline(settings)

@@ -10,27 +10,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 
 from ..errors import InputError, WeightsError
 from ..io_utils import atomic_write_path
 from ..model.backbone import ProteinBertBackbone, rebuilt
-from .locate import resolve_weights
+from .locate import FORMATS, resolve_weights, weights_format  # noqa: F401  (FORMATS re-exported)
 from .pkl import write_pkl
 from .released import backbone_from_released, check_finite, export_released_weights
-
-FORMATS = (".pkl", ".keras", ".weights.h5")
-
-
-def weights_format(path) -> str:
-    name = Path(path).name
-    for suffix in (".weights.h5", ".keras", ".pkl"):
-        if name.endswith(suffix):
-            return suffix
-    raise InputError(f"unknown weights format for {path}: expected one of {', '.join(FORMATS)}")
-
 
 def _with_dtype(model: ProteinBertBackbone, dtype) -> ProteinBertBackbone:
     return model if dtype is None or dtype == model.policy_name else rebuilt(model, dtype=dtype)

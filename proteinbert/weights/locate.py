@@ -13,12 +13,25 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import WeightsError
+from ..errors import InputError, WeightsError
 from ..presets import RELEASED_WEIGHTS_FILE
 
 WEIGHTS_ENV_VAR = "PROTEINBERT_WEIGHTS"
 DEFAULT_WEIGHTS_DIR = "~/proteinbert_models"
 DOWNLOAD_URL = "ftp://ftp.cs.huji.ac.il/users/nadavb/protein_bert/"
+
+
+#: Weights file formats, by extension (the format of a file is chosen by its name).
+#: Weights file formats; a file's format is read from its name.
+FORMATS = (".pkl", ".keras", ".weights.h5")
+
+
+def weights_format(path) -> str:
+    name = Path(path).name
+    for suffix in (".weights.h5", ".keras", ".pkl"):
+        if name.endswith(suffix):
+            return suffix
+    raise InputError(f"unknown weights format for {path}: expected one of {', '.join(FORMATS)}")
 
 
 def default_weights_path() -> Path:
