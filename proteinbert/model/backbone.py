@@ -10,9 +10,9 @@ from __future__ import annotations
 import keras
 
 from ..errors import InputError
+from ..presets import PRESETS
 from ..tokenizer import VOCAB_SIZE
 from .block import ProteinBertBlock
-from ..presets import PRESETS
 from .layers import PaddingMask, PadTokens, gelu
 
 #: The released model's architecture (``n_annotations`` 8943); see :mod:`.presets`.

@@ -13,13 +13,12 @@ from typing import Sequence
 
 import numpy as np
 
+from ..data.batching import DEFAULT_PAD_LENGTH, fixed_pipeline_options, length_batches
 from ..errors import InputError
-from ..data.batching import DEFAULT_PAD_LENGTH, length_batches
-from ..data.batching import fixed_pipeline_options
 from .finetune_data import EncodedSet, tf_dataset
-from .inference import batch_predictor
 from .finetune_head import compile_model
 from .finetune_log import EpochLog
+from .inference import batch_predictor
 from .output_spec import OutputSpec
 
 logger = logging.getLogger(__name__)

@@ -59,8 +59,8 @@ from ..data.pretraining_batches import (
     PretrainingBatches, PretrainingDataSettings, StreamState, close_iterator, holdout_batch, replica_dataset,
 )
 from ..errors import InputError, OutputBusyError, TrainingDivergedError, WeightsError
-from ..io_utils import atomic_write_path, output_lock
 from .. import presets
+from ..io_utils import atomic_write_path, output_lock
 from ..weights import ReleasedWeights, export_released_weights, load_released_weights, read_pkl
 from . import checkpoints
 from .summaries import write_scalar
