@@ -28,6 +28,19 @@ def require_shared(*parts) -> Path:
     return path
 
 
+def free_ports(n: int) -> list:
+    """``n`` local TCP ports free right now (for multi-worker tests)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return require_shared("fixtures")

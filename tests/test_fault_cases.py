@@ -27,6 +27,7 @@ from proteinbert.cli import finetune as finetune_cli
 from proteinbert.cli import pretrain as pretrain_cli
 from proteinbert.cli import set_test_set as test_set_cli
 from proteinbert.errors import FormatError, InputError, OutOfSpaceError, OutputBusyError
+from conftest import free_ports
 from test_output_safety import OBO, hold_lock, snapshot
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -300,24 +301,12 @@ def test_the_chief_cleans_and_saves_and_the_other_workers_never_write(tiny_h5, t
     assert not other.exists() and sorted(os.listdir(tmp_path)) == [".other.lock", "data", "run"]
 
 
-def _free_ports(n):
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 @pytest.mark.slow
 def test_two_workers_into_a_directory_another_run_writes_both_stop(tiny_h5, tmp_path):
     """A real two-process MultiWorkerMirroredStrategy run: the chief finds the lock held, says so, and
     the other worker stops with it (instead of waiting forever for the chief)."""
     out = tmp_path / "run"
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
     fd = hold_lock(out)
     try:
         procs = []

@@ -19,7 +19,7 @@ from proteinbert.training.pretraining import (
 )
 from proteinbert.weights import read_pkl, released_weight_names, write_pkl
 
-from conftest import REPO, require_shared
+from conftest import REPO, free_ports, require_shared
 from pretraining_h5 import read_sp2014, write_pretraining_h5
 
 ARCH = dict(d_seq=16, d_global=32, n_blocks=1, n_heads=2, d_key=8)
@@ -400,21 +400,9 @@ def test_two_logical_devices_match_one_device(single_device, init_pkl, h5_path, 
     np.testing.assert_allclose(np.array(two["losses"]), np.array(single_device["losses"]), rtol=2e-5, atol=2e-6)
 
 
-def _free_ports(n):
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 @pytest.mark.slow
 def test_two_process_multi_worker_matches_one_device(single_device, init_pkl, h5_path, tmp_path):
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
     procs = []
     for i in range(2):
         tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})
