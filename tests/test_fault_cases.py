@@ -28,7 +28,7 @@ from proteinbert.cli import pretrain as pretrain_cli
 from proteinbert.cli import set_test_set as test_set_cli
 from proteinbert.errors import FormatError, InputError, OutOfSpaceError, OutputBusyError
 from conftest import free_ports
-from test_output_safety import OBO, hold_lock, snapshot
+from test_output_safety import OBO, create_argv, hold_lock, snapshot
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AMINO = list("ACDEFGHIKLMNPQRSTVWY")
@@ -44,11 +44,6 @@ def write_inputs(directory, n, length=50, seqs=None):
     (directory / "x.tsv").write_text("".join(f"{k}\tGO:000000{2 + i % 2}\n" for i, k in enumerate(seqs)))
     (directory / "go.obo").write_text(OBO)
     return directory
-
-
-def create_argv(d, out, *extra):
-    return ["--fasta", str(d / "x.fa"), "--go-tsv", str(d / "x.tsv"), "--go-obo", str(d / "go.obo"),
-            "-o", str(out), "--min-records", "1", "--no-progress", "--single-process", "-q", *extra]
 
 
 @pytest.fixture
