@@ -44,7 +44,7 @@ import platform
 import shlex
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +109,8 @@ class SuiteSettings:
     max_eval: int | None = None
     config: FinetuneConfig = FinetuneConfig()
     hidden_layers: str = "all"
+    # Seeds everything a run draws: the splits and subsamples, the initial weights (from scratch)
+    # and the head's, dropout, and the batch order (it replaces ``config.seed``).
     seed: int = 0
 
     @classmethod
@@ -210,9 +212,12 @@ def run_benchmark(bench: Benchmark, settings: SuiteSettings) -> dict:
     test, dropped = _keep_known(test, spec, f"{bench.name} test")
     if dropped:
         row["note"] = (row["note"] + "; " if row["note"] else "") + f"{dropped} test records of unseen classes left out"
+    import keras  # here, not at the top: TensorFlow starts only when a benchmark runs
+
+    keras.utils.set_random_seed(settings.seed)
     backbone = starting_backbone(settings.weights, settings.architecture)
     model = finetune_from_backbone(backbone, spec, train.seqs, train.labels, valid.seqs, valid.labels,
-                                   config=settings.config, hidden_layers=settings.hidden_layers,
+                                   config=replace(settings.config, seed=settings.seed), hidden_layers=settings.hidden_layers,
                                    train_row_ids=train.row_ids, valid_row_ids=valid.row_ids)
     evaluation = evaluate_by_len(model, test.seqs, test.labels, row_ids=test.row_ids,
                                  crop_len=settings.config.crop_len)
@@ -268,7 +273,8 @@ def settings_digest(settings: SuiteSettings) -> str:
     """A short hash of everything that changes a result (not the data folder, not verbosity): a
     finished row is reused only by a run with the same digest."""
     config = asdict(settings.config)
-    config.pop("verbose", None)
+    for key in ("verbose", "seed"):  # verbosity changes nothing; settings.seed replaces config.seed
+        config.pop(key, None)
     payload = dict(start=start_label(settings), architecture=settings.architecture, max_train=settings.max_train,
                    max_eval=settings.max_eval, config=config, hidden_layers=settings.hidden_layers,
                    seed=settings.seed)
