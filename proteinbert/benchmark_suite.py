@@ -32,16 +32,20 @@ atomically after each benchmark, and a later call with the same settings keeps t
 parts, even on different machines: each row records its seed, wall time and machine, and
 ``<prefix>.json`` lists every part's command, machine and package versions. Rows of benchmarks
 not selected this time are kept too; rows made with other settings are refused, not mixed in.
+Within a benchmark, the fine-tuning is saved after every epoch in ``<prefix>.checkpoints/`` and
+a stopped run continues from its last epoch (see :func:`checkpoints_path`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -181,7 +185,7 @@ def selected(settings: SuiteSettings) -> list[Benchmark]:
     return [names[x] for x in settings.benchmarks]
 
 
-def run_benchmark(bench: Benchmark, settings: SuiteSettings) -> dict:
+def run_benchmark(bench: Benchmark, settings: SuiteSettings, checkpoint_dir=None) -> dict:
     """Fine-tune and evaluate one benchmark; returns one table row."""
     data_dir = Path(settings.data_dir)
     started = time.perf_counter()
@@ -217,7 +221,8 @@ def run_benchmark(bench: Benchmark, settings: SuiteSettings) -> dict:
     keras.utils.set_random_seed(settings.seed)
     backbone = starting_backbone(settings.weights, settings.architecture)
     model = finetune_from_backbone(backbone, spec, train.seqs, train.labels, valid.seqs, valid.labels,
-                                   config=replace(settings.config, seed=settings.seed), hidden_layers=settings.hidden_layers,
+                                   config=replace(settings.config, seed=settings.seed,
+                                                  checkpoint_dir=checkpoint_dir), hidden_layers=settings.hidden_layers,
                                    train_row_ids=train.row_ids, valid_row_ids=valid.row_ids)
     evaluation = evaluate_by_len(model, test.seqs, test.labels, row_ids=test.row_ids,
                                  crop_len=settings.config.crop_len)
@@ -273,7 +278,8 @@ def settings_digest(settings: SuiteSettings) -> str:
     """A short hash of everything that changes a result (not the data folder, not verbosity): a
     finished row is reused only by a run with the same digest."""
     config = asdict(settings.config)
-    for key in ("verbose", "seed"):  # verbosity changes nothing; settings.seed replaces config.seed
+    # Verbosity and where a run is saved change nothing; settings.seed replaces config.seed.
+    for key in ("verbose", "checkpoint_dir", "seed"):
         config.pop(key, None)
     payload = dict(start=start_label(settings), architecture=settings.architecture, max_train=settings.max_train,
                    max_eval=settings.max_eval, config=config, hidden_layers=settings.hidden_layers,
@@ -382,11 +388,15 @@ def run_suite(settings: SuiteSettings, out_prefix=None, redo: bool = False, comm
             logger.info("%s: finished earlier (%s %s), kept; --redo runs it again", bench.name,
                         rows[bench.name]["metric"], rows[bench.name]["score"])
             continue
-        rows[bench.name] = run_benchmark(bench, settings)
+        saved = None if out_prefix is None else checkpoints_path(out_prefix) / bench.dataset
+        rows[bench.name] = run_benchmark(bench, settings, checkpoint_dir=saved)
         run["benchmarks"].append(bench.name)
         run["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if out_prefix is not None:
             write_tables(_ordered(rows), out_prefix, inputs, run=run)
+            shutil.rmtree(saved, ignore_errors=True)  # the row is written: the epochs saved are done with
+            with contextlib.suppress(OSError):
+                checkpoints_path(out_prefix).rmdir()  # once empty
     if out_prefix is not None and not run["benchmarks"]:
         logger.info("every selected benchmark was finished earlier in %s", table_paths(out_prefix)[0])
     return _ordered(rows)
@@ -434,6 +444,14 @@ def check_table_paths(out_prefix, inputs=()) -> tuple[Path, Path]:
     return paths
 
 
+def checkpoints_path(out_prefix) -> Path:
+    """``<prefix>.checkpoints/``: the fine-tuning of the benchmark running, saved after every epoch
+    (one folder per benchmark, deleted once its row is written), so a stopped suite continues
+    within a benchmark too."""
+    out_prefix = Path(out_prefix)
+    return out_prefix.with_name(out_prefix.name + ".checkpoints")
+
+
 def sidecar_path(out_prefix) -> Path:
     """``<prefix>.json``: the runs (command, machine, versions) behind the tables."""
     out_prefix = Path(out_prefix)
@@ -459,6 +477,6 @@ def write_tables(frame: pd.DataFrame, out_prefix, inputs=(), run: dict | None = 
     return csv_path, md_path
 
 
-__all__ = ["BENCHMARKS", "COLUMNS", "Benchmark", "SuiteSettings", "check_table_paths", "cpu_model", "input_files",
-           "machine_summary", "read_results", "run_benchmark", "run_suite", "runnable", "check_runnable", "settings_digest",
-           "sidecar_path", "table_paths", "to_markdown", "write_tables"]
+__all__ = ["BENCHMARKS", "COLUMNS", "Benchmark", "SuiteSettings", "check_runnable", "check_table_paths",
+           "checkpoints_path", "cpu_model", "input_files", "machine_summary", "read_results", "run_benchmark",
+           "run_suite", "runnable", "settings_digest", "sidecar_path", "table_paths", "to_markdown", "write_tables"]

@@ -97,6 +97,39 @@ def test_suite_resumes_per_benchmark_and_redo_reruns(data_dir, tmp_path, monkeyp
     pd.testing.assert_frame_equal(pd.read_csv(csv), third)
 
 
+def test_a_benchmark_stopped_midway_continues_from_its_saved_epochs(data_dir, tmp_path, monkeypatch):
+    """Stopped after its fine-tuning (in evaluation), a benchmark continues from the saved run:
+    no epoch is trained again and the score is the uninterrupted run's; the saved epochs are
+    deleted once the row is written."""
+    import proteinbert.benchmark_suite as suite
+    from proteinbert.training import finetune_schedule
+
+    args = SMALL + ["--data-dir", str(data_dir), "--benchmark", "signal peptide", "--seed", "2"]
+    assert main(args + ["--out", str(tmp_path / "whole")]) == 0
+    want = pd.read_csv(tmp_path / "whole.csv").iloc[0]
+    assert not (tmp_path / "whole.checkpoints").exists()
+
+    class Stop(Exception):
+        pass
+
+    def stopped(*a, **kw):
+        raise Stop
+    with monkeypatch.context() as patch:
+        patch.setattr(suite, "evaluate_by_len", stopped)
+        with pytest.raises(Stop):
+            main(args + ["--out", str(tmp_path / "parts")])
+    saved = tmp_path / "parts.checkpoints" / "signalP_binary"
+    assert json.loads((saved / "state.json").read_text())["next_stage"] == 2  # both stages done
+    fits = []
+    original_fit = finetune_schedule._fit_head_on_cached_features
+    monkeypatch.setattr(finetune_schedule, "_fit_head_on_cached_features",
+                        lambda *a, **kw: fits.append(1) or original_fit(*a, **kw))
+    assert main(args + ["--out", str(tmp_path / "parts")]) == 0
+    got = pd.read_csv(tmp_path / "parts.csv").iloc[0]
+    assert fits == [] and got.score == want.score and got.status == "ok"
+    assert not (tmp_path / "parts.checkpoints").exists()
+
+
 def test_data_folder_is_required(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(DATA_ENV, raising=False)
     assert main(SMALL + ["--out", str(tmp_path / "x")]) == 2

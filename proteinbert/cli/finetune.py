@@ -44,6 +44,10 @@ def build_parser():
                     help="replace an existing model directory, --csv-log and --tensorboard event files")
     io.add_argument("--max-records", type=positive_int,
                     help="use only the first N records of each split (quick runs; default: all)")
+    io.add_argument("--checkpoint-dir", metavar="DIR",
+                    help="save the run into DIR after every epoch, and continue the run saved there if it was "
+                         "stopped (same options, data and starting weights); deleted once the model is written "
+                         "(default: off)")
     add_unknown_residues_argument(io)
     logs = p.add_argument_group("epoch logs (every epoch of every stage, numbered across stages; one log line "
                                 "per epoch unless -q)")
@@ -107,7 +111,8 @@ def build_parser():
     s.add_argument("--crop-len", type=positive_int,
                    help="crop longer sequences to this many residues (default: off)")
     s.add_argument("--seed", type=seed_int, default=0,
-                   help="seed of the head's initialisation, dropout and batch order (default: %(default)s)")
+                   help="seed of the initial weights (the head's, and the backbone's with --from-scratch), "
+                        "dropout and batch order (default: %(default)s)")
     s.add_argument("--run-eagerly", action="store_true",
                    help="no graph compilation (debugging; faster only for a few tiny batches; default: off)")
     add_threads_argument(s)
@@ -132,8 +137,10 @@ def _job(args):
                                     args.frozen_lr, args.final_epochs, args.final_seq_len, args.final_lr)
         config = FinetuneConfig(stages=stages, padding=args.padding, crop_len=args.crop_len, seed=args.seed,
                                 run_eagerly=args.run_eagerly, tensorboard_dir=args.tensorboard,
-                                csv_log=args.csv_log, replace_logs=args.overwrite)
-        check_epoch_logs(config)
+                                csv_log=args.csv_log, replace_logs=args.overwrite,
+                                checkpoint_dir=args.checkpoint_dir)
+        if not _continues(args.checkpoint_dir):  # a continued run continues its own logs
+            check_epoch_logs(config)
     except InputError as exc:
         raise UsageError(str(exc)) from None
     return FinetuneJob(
@@ -144,6 +151,12 @@ def _job(args):
         virtual_pad_length=virtual or None,
         max_records=args.max_records, overwrite=args.overwrite, unknown_residues=args.unknown_residues,
     )
+
+
+def _continues(checkpoint_dir) -> bool:
+    from ..training.finetune_checkpoint import STATE_FILE
+
+    return checkpoint_dir is not None and (Path(checkpoint_dir) / STATE_FILE).is_file()
 
 
 def run(args):
@@ -158,13 +171,14 @@ def run(args):
     inputs = {f"--{name.replace('_', '-')}": getattr(args, name)
               for name in ("train", "valid", "test", "train_labels", "valid_labels", "test_labels", "weights")}
     logs = [(option, path, kind) for option, path, kind in (("--csv-log", args.csv_log, "file"),
-                                                             ("--tensorboard", args.tensorboard, "into-dir"))
+                                                             ("--tensorboard", args.tensorboard, "into-dir"),
+                                                             ("--checkpoint-dir", args.checkpoint_dir, "dir"))
             if path is not None]
     for option, path, _ in logs:
         # The model directory is written in one go at the end: nothing may be written into it before.
         if Path(path).resolve().is_relative_to(Path(args.out).resolve()):
             raise UsageError(f"{option} {path} lies inside --out {args.out}, which is replaced at the end; "
-                             "put the epoch logs elsewhere")
+                             "put it elsewhere")
     with contextlib.ExitStack() as claims:
         claims.enter_context(claim_output(args.out, inputs, "--out", overwrite=args.overwrite, kind="dir"))
         for option, path, kind in logs:

@@ -79,16 +79,22 @@ class EpochLog:
         self._writer = None
 
     @classmethod
-    def open(cls, config: FinetuneConfig) -> "EpochLog":
-        """Check the outputs (:func:`check_epoch_logs`), clear replaced ones and open the event writer."""
-        check_epoch_logs(config)
+    def open(cls, config: FinetuneConfig, rows: list | None = None) -> "EpochLog":
+        """Check the outputs (:func:`check_epoch_logs`), clear replaced ones and open the event writer.
+
+        ``rows``: the epochs of the run so far, when it continues from a checkpoint; its logs are
+        then continued, not checked or cleared.
+        """
+        if rows is None:
+            check_epoch_logs(config)
         log = cls(config)
+        log.rows = list(rows or [])
         if log.tensorboard_dir is not None:
             import tensorflow as tf
 
             log.tensorboard_dir.mkdir(parents=True, exist_ok=True)
-            for old in log.tensorboard_dir.glob(_EVENT_FILE_GLOB):  # only with replace_logs (checked above)
-                old.unlink()
+            for old in [] if rows is not None else log.tensorboard_dir.glob(_EVENT_FILE_GLOB):
+                old.unlink()  # only with replace_logs (checked above)
             log._writer = tf.summary.create_file_writer(str(log.tensorboard_dir))
         return log
 

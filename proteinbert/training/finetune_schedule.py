@@ -15,6 +15,7 @@ import numpy as np
 
 from ..data.batching import DEFAULT_PAD_LENGTH, fixed_pipeline_options, length_batches
 from ..errors import InputError
+from .finetune_checkpoint import FinetuneCheckpoint, Resume, epoch_saver, run_fingerprint
 from .finetune_data import EncodedSet, tf_dataset
 from .finetune_head import compile_model
 from .finetune_log import EpochLog
@@ -118,6 +119,9 @@ class FinetuneConfig:
     tensorboard_dir: str | None = None
     csv_log: str | None = None
     replace_logs: bool = False
+    # Save the run after every epoch here, and continue a run saved here (same settings, data and
+    # starting weights): see finetune_checkpoint. Off by default.
+    checkpoint_dir: str | None = None
     # No steps_per_execution > 1 on purpose: Keras runs those steps in a tf.while_loop, and with
     # this model's dynamic shapes TensorFlow 2.21 twice computed corrupted shapes there (a batch
     # dimension of 948,674,742) in fine-tuning padded to 512. One step per call is safe.
@@ -128,7 +132,7 @@ class FinetuneConfig:
             raise InputError("at least one stage is needed. Received: stages=()")
         if self.padding not in ("bucket", "fixed"):
             raise InputError(f"padding must be 'bucket' or 'fixed'. Received: padding={self.padding!r}")
-        for key in ("tensorboard_dir", "csv_log"):
+        for key in ("tensorboard_dir", "csv_log", "checkpoint_dir"):
             if getattr(self, key) is not None:
                 object.__setattr__(self, key, str(getattr(self, key)))  # a Path too; stays JSON-friendly
 
@@ -163,7 +167,8 @@ def finetune(model, spec: OutputSpec, train: EncodedSet, valid: EncodedSet | Non
     A frozen stage of a global output trains the head on cached representations (see
     ``FinetuneConfig.cache_frozen_features``); ``callbacks`` then see the head-only model.
     Every epoch of every stage goes into one :class:`EpochLog` (a log line each; TensorBoard and
-    CSV when ``config`` names them).
+    CSV when ``config`` names them). With ``config.checkpoint_dir`` the run is saved after every
+    epoch and a saved run is continued (:mod:`~proteinbert.training.finetune_checkpoint`).
     """
     if len(train) == 0:
         raise InputError("the training split is empty")
@@ -172,24 +177,39 @@ def finetune(model, spec: OutputSpec, train: EncodedSet, valid: EncodedSet | Non
     from ..hardware import guard_onednn_concurrency
 
     guard_onednn_concurrency()
-    epoch_log = EpochLog.open(config)
+    checkpoint = resume = None
+    if config.checkpoint_dir is not None:
+        checkpoint = FinetuneCheckpoint(config.checkpoint_dir, run_fingerprint(model, config, train, valid))
+        resume = checkpoint.load()
+    epoch_log = EpochLog.open(config, None if resume is None else resume.log_rows)
     try:
-        return _run_stages(model, spec, train, valid, config, callbacks, epoch_log)
+        return _run_stages(model, spec, train, valid, config, callbacks, epoch_log, checkpoint, resume)
     finally:
         epoch_log.close()
 
 
-def _run_stages(model, spec, train, valid, config, callbacks, epoch_log: EpochLog) -> list[StageResult]:
+def _run_stages(model, spec, train, valid, config, callbacks, epoch_log: EpochLog,
+                checkpoint: FinetuneCheckpoint | None = None, resume: Resume | None = None) -> list[StageResult]:
     rng = np.random.default_rng(config.seed)  # batch composition and order; no global random state
     pretrained = model.get_layer("pretrained")
     results = []
     compiled_trainable = None
+    if resume is not None:
+        results = resume.results()
+        rng.bit_generator.state = resume.rng_state
+        resume.restore_variables(model)
     for index, stage in enumerate(config.stages):
+        if resume is not None and index < resume.next_stage:
+            continue  # finished before the resume
+        resuming = resume if resume is not None and index == resume.next_stage else None
         stage_callbacks = (epoch_log.callback(index), *callbacks)
         if not stage.train_pretrained and config.cache_frozen_features and spec.level == "global":
             results.append(_fit_head_on_cached_features(model, spec, train, valid, stage, config, rng,
                                                         stage_callbacks))
             compiled_trainable = None
+            if checkpoint is not None:
+                checkpoint.save(model, next_stage=index + 1, next_epoch=0, results=results, rng=rng,
+                                log_rows=epoch_log.rows)
             continue
         if compiled_trainable is stage.train_pretrained:
             # Same trainable variables as the previous stage: keep the compiled (traced) step and
@@ -199,6 +219,12 @@ def _run_stages(model, spec, train, valid, config, callbacks, epoch_log: EpochLo
             pretrained.trainable = stage.train_pretrained
             compile_model(model, spec, stage.learning_rate, config.run_eagerly)
             compiled_trainable = stage.train_pretrained
+            if resuming is not None and resuming.optimizer_trainable is stage.train_pretrained:
+                # The saved optimizer trained these variables: in this stage, or in the stage
+                # before with the same trainable layers (whose optimizer this stage would keep).
+                resuming.restore_optimizer(model)
+                if resuming.next_epoch == 0:
+                    model.optimizer.learning_rate.assign(stage.learning_rate)
         # An epoch's batch count does not depend on the shuffle, so the unshuffled batches give it.
         epoch_batches = length_batches(train.n_tokens, stage.seq_len, stage.batch_size, config.padding)
         train_ds = tf_dataset(train, epoch_batches, repeat_rng=rng, seq_len=stage.seq_len,
@@ -210,16 +236,31 @@ def _run_stages(model, spec, train, valid, config, callbacks, epoch_log: EpochLo
                                            token_budget=True)
             valid_ds = tf_dataset(valid, valid_batches)
         monitor = "val_loss" if valid is not None else "loss"
-        cbs = (_callbacks(config, monitor) if stage.callbacks else []) + list(stage_callbacks)
+        schedule_cbs = _callbacks(config, monitor) if stage.callbacks else []
+        cbs = schedule_cbs + list(stage_callbacks)
+        saver = None
+        if checkpoint is not None:
+            reduce_lr, early_stopping = schedule_cbs or (None, None)
+            saver = epoch_saver(checkpoint, stage_index=index, max_epochs=stage.max_epochs, results=results,
+                                rng=rng, epoch_log=epoch_log, optimizer_trainable=stage.train_pretrained,
+                                reduce_lr=reduce_lr, early_stopping=early_stopping, resume=resuming)
+            cbs.append(saver)  # last: it saves what the others did in the epoch
+        initial_epoch = 0 if resuming is None else resuming.next_epoch
         logger.info("stage %s: lr %g, up to %d epochs, %s, %d batches/epoch", stage.name, stage.learning_rate,
                     stage.max_epochs, "all layers" if stage.train_pretrained else "pretrained layers frozen", steps)
         start = time.perf_counter()
         history = model.fit(train_ds, validation_data=valid_ds, epochs=stage.max_epochs, callbacks=cbs,
-                            verbose=config.verbose, shuffle=False)
+                            verbose=config.verbose, shuffle=False, initial_epoch=initial_epoch)
         wall = time.perf_counter() - start
-        epochs = len(history.history.get("loss", []))
+        stage_history = history.history if saver is None else saver.history
+        if saver is not None:
+            wall = saver.elapsed
+        epochs = len(stage_history.get("loss", []))
         results.append(StageResult(stage.name, epochs, wall, {k: [float(x) for x in v]
-                                                              for k, v in history.history.items()}))
+                                                              for k, v in stage_history.items()}))
+        if checkpoint is not None:
+            checkpoint.save(model, next_stage=index + 1, next_epoch=0, results=results, rng=rng,
+                            log_rows=epoch_log.rows, optimizer_trainable=stage.train_pretrained)
         logger.info("stage %s: %d epochs in %.1f s, final %s", stage.name, epochs, wall,
                     {k: round(v[-1], 4) for k, v in results[-1].history.items()})
     pretrained.trainable = True

@@ -6,6 +6,7 @@ The CLIs (``bin/finetune``, ``bin/predict``) and the benchmark suite call these 
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,7 +85,9 @@ def run_finetune_job(job: FinetuneJob) -> JobResult:
     """Read, validate (all splits, before any training), fine-tune, evaluate on ``test``, save.
 
     The output directory is written in one go at the end (model, spec, labels, and for a test
-    split ``test_metrics.csv``, ``test_confusion_matrix.csv``, ``test_predictions.csv``).
+    split ``test_metrics.csv``, ``test_confusion_matrix.csv``, ``test_predictions.csv``). A
+    ``config.checkpoint_dir`` (the run saved after every epoch, continued if stopped) is deleted
+    once the model is saved.
     """
     out_dir = Path(job.out_dir)
     if out_dir.exists() and not job.overwrite:
@@ -108,6 +111,10 @@ def run_finetune_job(job: FinetuneJob) -> JobResult:
                 raise InputError(f"the {name} split ({getattr(job, 'valid' if name == 'validation' else 'test')}) "
                                  "is empty")
             encode_labels(spec, split.seqs, split.labels, split.row_ids, what=f"{name} set")
+    import keras  # here, not at the top: TensorFlow starts only once the inputs are checked
+
+    # From scratch, the seed fixes the starting weights too: a rerun (or a continued run) starts alike.
+    keras.utils.set_random_seed(job.config.seed)
     backbone = starting_backbone(job.weights, job.architecture)
     model = finetune_from_backbone(
         backbone, spec, train.seqs, train.labels, valid.seqs if valid else None, valid.labels if valid else None,
@@ -127,6 +134,8 @@ def run_finetune_job(job: FinetuneJob) -> JobResult:
             extra["test_confusion_matrix.csv"] = evaluation.confusion_matrix.reset_index()
         model.metadata["test_metric"] = evaluation.overall
     model.save(out_dir, overwrite=job.overwrite, extra_csv=extra)
+    if job.config.checkpoint_dir is not None:
+        shutil.rmtree(job.config.checkpoint_dir, ignore_errors=True)  # the model is saved: the epochs are done with
     return JobResult(model, evaluation, out_dir)
 
 
