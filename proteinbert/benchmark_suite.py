@@ -42,11 +42,7 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import platform
-import shlex
 import shutil
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -54,10 +50,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+# Re-exported: the tables and the machine description lived here before they got modules of their own.
+from .benchmark_tables import (
+    COLUMNS, check_table_paths, checkpoints_path, read_results, sidecar_path, table_paths, to_markdown, write_tables,
+)
 from .data.labelled import read_labelled
 from .errors import InputError
-from .io_utils import atomic_write_path, check_output_path
 from .presets import preset
+from .provenance import cpu_model, machine_summary, package_versions
 from .training.evaluation import evaluate_by_len
 from .training.finetuning import DEFAULT_STAGES, FinetuneConfig, OutputSpec, Stage, finetune_from_backbone
 from .training.jobs import starting_backbone
@@ -265,11 +265,6 @@ def check_runnable(settings: SuiteSettings) -> None:
                          f"{settings.data_dir} (expected e.g. {expected})")
 
 
-#: The CSV's columns, in order (the first four are the comparison with the paper).
-COLUMNS = ("benchmark", "metric", "score", "paper_no_pretraining", "paper", "dataset", "output", "n_train",
-           "n_valid", "n_test", "seed", "wall_s", "start", "machine", "status", "note", "settings")
-
-
 def start_label(settings: SuiteSettings) -> str:
     return Path(settings.weights).name if settings.weights else "from scratch"
 
@@ -285,62 +280,6 @@ def settings_digest(settings: SuiteSettings) -> str:
                    max_eval=settings.max_eval, config=config, hidden_layers=settings.hidden_layers,
                    seed=settings.seed)
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def cpu_model(cpuinfo="/proc/cpuinfo") -> str:
-    """The CPU's model name (from ``cpuinfo`` on Linux, else :mod:`platform`)."""
-    try:
-        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass  # not Linux: platform's answer below
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def _gpu_names() -> list:
-    import tensorflow as tf
-
-    return [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
-            for gpu in tf.config.list_physical_devices("GPU")]
-
-
-def machine_summary() -> str:
-    """``"<CPU model> (<n> cores)"``, plus the GPUs TensorFlow sees: where a row was computed."""
-    gpus = _gpu_names()
-    return f"{cpu_model()} ({os.cpu_count()} cores)" + (f" + {', '.join(gpus)}" if gpus else "")
-
-
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for name in ("proteinbert", "tensorflow", "keras", "numpy", "pandas", "scikit-learn"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10)
-        out["git_commit"] = rev.stdout.strip() if rev.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        out["git_commit"] = None
-    return out
-
-
-def read_results(csv_path) -> pd.DataFrame | None:
-    """A suite CSV written by :func:`write_tables`, or ``None`` if there is none."""
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        return None
-    frame = pd.read_csv(csv_path, dtype={"settings": str, "status": str, "note": str, "machine": str},
-                        keep_default_na=False, na_values=[""])
-    missing = [c for c in ("benchmark", "status", "settings") if c not in frame.columns]
-    if missing:
-        raise InputError(f"{csv_path} is not a benchmark-suite table (no column {', '.join(missing)}); "
-                         "write to another output prefix")
-    return frame
 
 
 def _ordered(rows: dict) -> pd.DataFrame:
@@ -381,7 +320,7 @@ def run_suite(settings: SuiteSettings, out_prefix=None, redo: bool = False, comm
             rows[row["benchmark"]] = row
     kept = set(rows)
     run = {"command": list(command) if command is not None else None, "machine": machine_summary(),
-           "versions": _versions(), "settings": digest, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+           "versions": package_versions(), "settings": digest, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
            "benchmarks": []}
     for bench in chosen:
         if bench.name in kept:
@@ -400,81 +339,6 @@ def run_suite(settings: SuiteSettings, out_prefix=None, redo: bool = False, comm
     if out_prefix is not None and not run["benchmarks"]:
         logger.info("every selected benchmark was finished earlier in %s", table_paths(out_prefix)[0])
     return _ordered(rows)
-
-
-def to_markdown(frame: pd.DataFrame, runs=None) -> str:
-    """The table as GitHub Markdown (no extra dependency), after the runs' commands, machines and
-    versions when ``runs`` (the list kept in ``<prefix>.json``) is given."""
-    cols = ["benchmark", "output", "metric", "score", "paper_no_pretraining", "paper", "n_train", "n_test",
-            "seed", "wall_s", "start", "status", "note"]
-    cols = [c for c in cols if c in frame.columns]
-
-    def cell(v):
-        if isinstance(v, float):
-            return "" if np.isnan(v) else f"{v:.3f}"
-        return str(v).replace("|", "\\|")
-
-    lines = []
-    for i, run in enumerate(runs or [], 1):
-        command = shlex.join(run["command"]) if run.get("command") else "(from Python)"
-        versions = ", ".join(f"{k} {v}" for k, v in run["versions"].items() if v)
-        lines += [f"Run {i} ({run['started']}): `{command}`", "",
-                  f"- benchmarks run: {', '.join(run['benchmarks']) or 'none (all finished earlier)'}",
-                  f"- machine: {run['machine']}", f"- versions: {versions}", ""]
-    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(r[c]) for c in cols) + " |" for _, r in frame.iterrows()]
-    return "\n".join(lines) + "\n"
-
-
-def table_paths(out_prefix) -> tuple[Path, Path]:
-    """``<prefix>.csv`` and ``<prefix>.md``: the suffixes are appended, never substituted.
-
-    >>> [str(p) for p in table_paths("results/run.v2")]
-    ['results/run.v2.csv', 'results/run.v2.md']
-    """
-    out_prefix = Path(out_prefix)
-    return out_prefix.with_name(out_prefix.name + ".csv"), out_prefix.with_name(out_prefix.name + ".md")
-
-
-def check_table_paths(out_prefix, inputs=()) -> tuple[Path, Path]:
-    """Refuse (UsageError) tables that would overwrite one of ``inputs`` (see :func:`input_files`)."""
-    paths = table_paths(out_prefix)
-    for path in paths:
-        check_output_path(path, inputs, "--out")
-    return paths
-
-
-def checkpoints_path(out_prefix) -> Path:
-    """``<prefix>.checkpoints/``: the fine-tuning of the benchmark running, saved after every epoch
-    (one folder per benchmark, deleted once its row is written), so a stopped suite continues
-    within a benchmark too."""
-    out_prefix = Path(out_prefix)
-    return out_prefix.with_name(out_prefix.name + ".checkpoints")
-
-
-def sidecar_path(out_prefix) -> Path:
-    """``<prefix>.json``: the runs (command, machine, versions) behind the tables."""
-    out_prefix = Path(out_prefix)
-    return out_prefix.with_name(out_prefix.name + ".json")
-
-
-def write_tables(frame: pd.DataFrame, out_prefix, inputs=(), run: dict | None = None) -> tuple[Path, Path]:
-    """Write ``<prefix>.csv`` and ``<prefix>.md`` atomically (never onto one of ``inputs``). With
-    ``run``, record it in ``<prefix>.json`` (replacing the entry of the same start time); that
-    file's runs head the Markdown."""
-    csv_path, md_path = check_table_paths(out_prefix, inputs)
-    json_path = sidecar_path(out_prefix)
-    runs = json.loads(json_path.read_text())["runs"] if json_path.is_file() else []
-    if run is not None:
-        check_output_path(json_path, inputs, "--out")
-        runs = [r for r in runs if r.get("started") != run["started"]] + [run]
-        with atomic_write_path(json_path) as tmp:
-            Path(tmp).write_text(json.dumps({"runs": runs}, indent=1))
-    with atomic_write_path(csv_path) as tmp:
-        frame.to_csv(tmp, index=False)
-    with atomic_write_path(md_path) as tmp:
-        Path(tmp).write_text(to_markdown(frame, runs))
-    return csv_path, md_path
 
 
 __all__ = ["BENCHMARKS", "COLUMNS", "Benchmark", "SuiteSettings", "check_runnable", "check_table_paths",

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from proteinbert.benchmark_suite import BENCHMARKS, COLUMNS, cpu_model
+from proteinbert.benchmark_suite import BENCHMARKS, COLUMNS
+from proteinbert.provenance import cpu_model
 from proteinbert.cli.benchmark_suite import DATA_ENV, main
 
 SMALL = ["--small", "--from-scratch", "--max-train", "24", "--max-eval", "12"]
