@@ -57,11 +57,11 @@ import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit, writes fail with EFBIG like on a full disk
 limit = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-from proteinbert.data import dataset_builder
+from proteinbert.data import dataset_builder, dataset_writer
 if "no-precheck" in sys.argv[2]:  # as if the size estimate had been too small
     dataset_builder.require_space = lambda *args, **kwargs: None
 if "no-reserve" in sys.argv[2]:  # as on a file system that cannot reserve space
-    dataset_builder.reserve_h5 = lambda *args, **kwargs: False
+    dataset_writer.reserve_h5 = lambda *args, **kwargs: False
 from proteinbert.cli.create_dataset import main
 sys.exit(main(sys.argv[3:]))
 """

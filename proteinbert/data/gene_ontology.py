@@ -14,6 +14,9 @@ What this module adds to obonet:
   id or a name, a file that ends mid-line (truncated), parents that have no stanza — are counted
   in :class:`OboDefects`; reading fails on any of them unless ``allow_defects=True``.
 
+The line checks and the defects found in the text are :mod:`proteinbert.data.obo_text`
+(``OboDefects`` is importable from here too).
+
 >>> import io
 >>> obo = io.StringIO('''format-version: 1.2
 ... data-version: releases/2000-01-01
@@ -37,19 +40,20 @@ What this module adds to obonet:
 
 from __future__ import annotations
 
-import gzip
 import logging
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, TextIO
+from typing import Iterable, TextIO
 
 import numpy as np
 import obonet
 
 from ..errors import FormatError
 from .fasta import open_text
+from .obo_text import LineSource, OboDefects, checked_lines
+
+__all__ = ["PROPAGATING_RELATIONS", "GeneOntology", "GoSkipCounts", "OboDefects", "read_gene_ontology"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,92 +95,6 @@ class GoSkipCounts:
         if d["unknown_examples"]:
             text += f", e.g. {', '.join(d['unknown_examples'])}"
         return text
-
-
-@dataclass
-class OboDefects:
-    """Structural problems of an OBO file that lose annotations without failing to parse.
-
-    Each list holds ``(line, description)`` pairs (line 0 when no line applies).
-    """
-
-    duplicate_ids: list = field(default_factory=list)
-    incomplete_stanzas: list = field(default_factory=list)
-    truncated: list = field(default_factory=list)
-    dangling_parents: list = field(default_factory=list)
-
-    _KINDS = (("duplicate_ids", "duplicate [Term] id(s)"),
-              ("incomplete_stanzas", "[Term] stanza(s) without an id or a name"),
-              ("truncated", "sign(s) of truncation"),
-              ("dangling_parents", "parent(s) without a [Term] stanza"))
-
-    def counts(self) -> dict:
-        return {kind: len(getattr(self, kind)) for kind, _ in self._KINDS}
-
-    def __bool__(self) -> bool:
-        return any(self.counts().values())
-
-    def describe(self, n_examples: int = 3) -> str:
-        parts = []
-        for kind, label in self._KINDS:
-            items = getattr(self, kind)
-            if items:
-                examples = "; ".join((f"line {line}: " if line else "") + text for line, text in items[:n_examples])
-                parts.append(f"{len(items):,} {label} (e.g. {examples})")
-        return ", ".join(parts)
-
-
-def _checked_lines(handle: TextIO, path: str, defects: OboDefects | None = None) -> Iterator[str]:
-    """Pass lines to obonet, raising a line-numbered FormatError where obonet would fail without one.
-
-    With ``defects``, also record duplicate ``[Term]`` ids, ``[Term]`` stanzas lacking an id or a
-    name, and a last line without its newline (a cut file).
-    """
-    lineno = 0
-    seen: dict = {}
-    stanza = None  # [kind, header line, id, has name]
-
-    def close_stanza():
-        if defects is None or stanza is None or stanza[0] != "[Term]":
-            return
-        kind, start, term_id, has_name = stanza
-        if term_id is None or not has_name:
-            missing = "id" if term_id is None else "name"
-            defects.incomplete_stanzas.append((start, f"[Term] {term_id or ''} has no {missing}".replace("  ", " ")))
-        if term_id is not None:
-            if term_id in seen:
-                defects.duplicate_ids.append((start, f"{term_id} (first at line {seen[term_id]})"))
-            else:
-                seen[term_id] = start
-
-    line = "\n"
-    try:
-        for lineno, line in enumerate(handle, start=1):
-            stripped = line.strip()
-            if stripped and not stripped.startswith(("!", "[")):
-                tag, colon, value = stripped.partition(":")
-                if not colon or not tag or tag != tag.strip() or " " in tag or "\t" in tag:
-                    raise FormatError(f"expected 'tag: value' or a [Stanza] header, found {stripped[:60]!r}",
-                                      path, lineno)
-                if stanza is not None:
-                    if tag == "id":
-                        stanza[2] = value.split("!", 1)[0].strip() or None
-                    elif tag == "name":
-                        stanza[3] = True
-            elif stripped.startswith("["):
-                if not stripped.endswith("]"):
-                    raise FormatError(f"unterminated stanza header {stripped[:60]!r}", path, lineno)
-                close_stanza()
-                stanza = [stripped, lineno, None, False]
-            elif not stripped and stanza is not None:
-                close_stanza()
-                stanza = None
-            yield line
-    except (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError) as exc:
-        raise FormatError(f"unreadable input after line {lineno} ({type(exc).__name__}: {exc})", path) from exc
-    close_stanza()
-    if defects is not None and lineno and not line.endswith(("\n", "\r")):
-        defects.truncated.append((lineno, f"the file ends in the middle of a line ({line.strip()[:40]!r})"))
 
 
 def _find_cycles(parents: list, limit: int = 3) -> list[list[int]]:
@@ -229,20 +147,63 @@ def _find_cycles(parents: list, limit: int = 3) -> list[list[int]]:
     return found
 
 
-class _LineSource:
-    """Iterable + context manager, the shape obonet expects of an open file."""
+def _split_obsolete(graph, path: str) -> tuple[list[str], set[str]]:
+    """The ids of the graph's non-obsolete and obsolete [Term] stanzas; refuses a graph without terms."""
+    obsolete = set()
+    terms = []
+    for node, data in graph.nodes(data=True):
+        if not data:  # obonet adds a bare node for a parent that has no stanza of its own
+            continue
+        if str(data.get("is_obsolete", "false")).lower() == "true":
+            obsolete.add(node)
+        else:
+            terms.append(node)
+    if not terms:
+        raise FormatError("no (non-obsolete) [Term] stanzas found — is this an OBO file?", path)
+    return terms, obsolete
 
-    def __init__(self, lines: Iterator[str]):
-        self._lines = lines
 
-    def __iter__(self):
-        return self._lines
+def _primary_of_alt_ids(graph, index: dict) -> dict[str, str]:
+    """alt_id -> primary id; an alt id of an obsolete term resolves to that obsolete term."""
+    alt_ids: dict[str, str] = {}
+    for node, data in graph.nodes(data=True):
+        for alt in data.get("alt_id", []) or []:
+            if alt not in index:
+                alt_ids.setdefault(alt, node)
+    return alt_ids
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        return False
+def _parent_lists(graph, relations, index: dict, obsolete) -> tuple[list[list[int]], int, list[str]]:
+    """Each term's parent indices over ``relations``, the count of edges to obsolete terms (skipped)
+    and the edges to parents without a stanza (``"child rel parent"``, dangling: defects)."""
+    parents: list[list[int]] = [[] for _ in index]
+    to_obsolete = 0
+    dangling: list[str] = []
+    for child, parent, rel in graph.edges(keys=True):
+        if rel not in relations or child not in index:
+            continue
+        if parent in index:
+            parents[index[child]].append(index[parent])
+        elif parent in obsolete:
+            to_obsolete += 1
+        else:
+            dangling.append(f"{child} {rel} {parent}")
+    return parents, to_obsolete, dangling
+
+
+def _refuse_cycles(parents: list, terms, relations, path: str) -> None:
+    """FormatError naming up to 3 cycles of the parent graph (the ancestor closure would never end)."""
+    cycles = _find_cycles(parents)
+    if not cycles:
+        return
+
+    def show(cycle):
+        names = [terms[i] for i in cycle]
+        return (f"{names[0]} is its own parent" if len(names) == 1
+                else " ↔ ".join(names[:8]) + (f" (+{len(names) - 8} more)" if len(names) > 8 else ""))
+
+    raise FormatError(f"the {'/'.join(relations)} graph has cycles, so ancestors cannot be computed: "
+                      + "; ".join(show(c) for c in cycles), path)
 
 
 class GeneOntology:
@@ -263,53 +224,20 @@ class GeneOntology:
         self.format_version = str(graph.graph.get("format-version", ""))
         relations = PROPAGATING_RELATIONS if follow_part_of else ("is_a",)
 
-        obsolete = set()
-        terms = []
-        for node, data in graph.nodes(data=True):
-            if not data:  # obonet adds a bare node for a parent that has no stanza of its own
-                continue
-            if str(data.get("is_obsolete", "false")).lower() == "true":
-                obsolete.add(node)
-            else:
-                terms.append(node)
-        if not terms:
-            raise FormatError("no (non-obsolete) [Term] stanzas found — is this an OBO file?", path)
+        terms, obsolete = _split_obsolete(graph, path)
         self.terms: tuple[str, ...] = tuple(sorted(terms))
         self.index: dict[str, int] = {t: i for i, t in enumerate(self.terms)}
         self.obsolete: frozenset[str] = frozenset(obsolete)
         self.namespaces = {t: graph.nodes[t].get("namespace", "") for t in self.terms}
         # Obsolete terms keep their names: a model trained on an older release may still predict them.
         self.names = {node: str(data.get("name", "")) for node, data in graph.nodes(data=True) if data}
+        self.alt_ids: dict[str, str] = _primary_of_alt_ids(graph, self.index)
 
-        # alt_id -> primary; an alt id of an obsolete term resolves to that obsolete term.
-        self.alt_ids: dict[str, str] = {}
-        for node, data in graph.nodes(data=True):
-            for alt in data.get("alt_id", []) or []:
-                if alt not in self.index:
-                    self.alt_ids.setdefault(alt, node)
-
-        self.dangling_parents = 0
-        self.edges_to_obsolete = 0
-        parents: list[list[int]] = [[] for _ in self.terms]
-        for child, parent, rel in graph.edges(keys=True):
-            if rel not in relations or child not in self.index:
-                continue
-            if parent in self.index:
-                parents[self.index[child]].append(self.index[parent])
-            elif parent in obsolete:
-                self.edges_to_obsolete += 1
-            else:
-                self.dangling_parents += 1
-                self.defects.dangling_parents.append((0, f"{child} {rel} {parent}"))
+        parents, self.edges_to_obsolete, dangling = _parent_lists(graph, relations, self.index, self.obsolete)
+        self.dangling_parents = len(dangling)
+        self.defects.dangling_parents.extend((0, edge) for edge in dangling)
         self._parents = [tuple(p) for p in parents]
-        cycles = _find_cycles(self._parents)
-        if cycles:
-            def show(cycle):
-                names = [self.terms[i] for i in cycle]
-                return (f"{names[0]} is its own parent" if len(names) == 1
-                        else " ↔ ".join(names[:8]) + (f" (+{len(names) - 8} more)" if len(names) > 8 else ""))
-            raise FormatError(f"the {'/'.join(relations)} graph has cycles, so ancestors cannot be computed: "
-                              + "; ".join(show(c) for c in cycles), path)
+        _refuse_cycles(self._parents, self.terms, relations, path)
         self._closure: dict[int, np.ndarray] = {}
         self.skips = GoSkipCounts()
 
@@ -320,7 +248,7 @@ class GeneOntology:
         """Parse OBO text; any :class:`OboDefects` raise FormatError unless ``allow_defects`` (then a warning)."""
         defects = OboDefects()
         try:
-            graph = obonet.read_obo(_LineSource(_checked_lines(handle, path, defects)), ignore_obsolete=False)
+            graph = obonet.read_obo(LineSource(checked_lines(handle, path, defects)), ignore_obsolete=False)
         except FormatError:
             raise
         except (ValueError, KeyError) as exc:
