@@ -34,7 +34,6 @@ the record ids waiting in each buffer) is all that a checkpoint needs to continu
 from __future__ import annotations
 
 import collections
-import logging
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Iterator, NamedTuple, Sequence
@@ -43,10 +42,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..tokenizer import END_ID, N_ADDED_TOKENS, PAD_ID, START_ID, VOCAB_SIZE, encode_residues
-from .batching import fixed_pipeline_options
 from .h5dataset import PretrainingDataset
-
-logger = logging.getLogger(__name__)
 
 #: Length episodes ``(seq_len, batch_size)`` of the 2021 pretraining.
 DEFAULT_EPISODES = ((128, 128), (512, 64), (1024, 32))
@@ -391,62 +387,14 @@ def split_for_replicas(batch: PretrainingBatch, n_replicas: int) -> list[dict]:
     return parts
 
 
-def element_signature(n_annotations: int):
-    """``tf.TensorSpec``s of one replica's part (lengths and batch sizes vary by episode)."""
-    import tensorflow as tf
-
-    return {
-        "tokens": tf.TensorSpec((None, None), tf.int32),
-        "annotations": tf.TensorSpec((None, n_annotations), tf.float32),
-        "token_targets": tf.TensorSpec((None, None), tf.int32),
-        "annotation_targets": tf.TensorSpec((None, n_annotations), tf.float32),
-        "token_weights": tf.TensorSpec((None, None), tf.float32),
-        "annotation_weights": tf.TensorSpec((None,), tf.float32),
-        "n_tokens": tf.TensorSpec((None,), tf.float32),
-        "n_annotated": tf.TensorSpec((None,), tf.float32),
-        "step": tf.TensorSpec((None,), tf.int64),
-    }
+# The tf.data pipeline over this stream is in proteinbert.training.pretraining_input; its names
+# are still importable from here, resolved at first use (training imports this module).
+_MOVED_TO_TRAINING = ("element_signature", "replica_dataset", "close_iterator")
 
 
-def replica_dataset(stream: PretrainingBatches, n_replicas: int = 1, replica_ids: Sequence[int] = (0,),
-                    prefetch: int = 4, stop: threading.Event | None = None):
-    """A prefetching ``tf.data.Dataset`` of this worker's replica parts, in replica order per step.
+def __getattr__(name):
+    if name in _MOVED_TO_TRAINING:
+        from ..training import pretraining_input
 
-    With one replica it yields whole global batches. Under ``distribute_datasets_from_function``
-    a worker holding replicas ``replica_ids`` gets consecutive elements, one per local replica.
-    The dataset ends once ``stop`` is set; see :func:`close_iterator`.
-    """
-    import tensorflow as tf
-
-    replica_ids = tuple(int(r) for r in replica_ids)
-
-    def generate():
-        while stop is None or not stop.is_set():
-            parts = split_for_replicas(stream.next_batch(), n_replicas)
-            for r in replica_ids:
-                yield parts[r]
-
-    ds = tf.data.Dataset.from_generator(generate, output_signature=element_signature(stream.n_annotations))
-    options = fixed_pipeline_options()
-    # Every worker makes the same global batches and keeps its own share: no file sharding.
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    options.deterministic = True
-    return ds.with_options(options).prefetch(prefetch)
-
-
-def close_iterator(iterator, stop: threading.Event, max_elements: int = 10_000) -> None:
-    """End a pipeline made with ``stop``: set it, then drain what was prefetched.
-
-    Dropping an iterator of a ``from_generator`` dataset while its generator runs can deadlock
-    (the destructor waits for the generator thread, which waits for the GIL the destructor holds);
-    once drained, nothing runs and the iterator can go.
-    """
-    import tensorflow as tf
-
-    stop.set()
-    for _ in range(max_elements):
-        try:
-            next(iterator)
-        except (StopIteration, tf.errors.OutOfRangeError):
-            return
-    logger.warning("the batch pipeline did not end after %d elements", max_elements)
+        return getattr(pretraining_input, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,25 +11,33 @@ A save is a directory ``epoch_{E}_sample_{S}/`` inside the output directory with
 It is written in a hidden temporary directory, every file and the directory fsynced, and renamed
 into place (the output directory fsynced after), so a crash, a power loss or a full disk during a
 save leaves every earlier save as it was. Only complete saves are listed.
+
+What ``state.json`` holds is defined here too: written by :func:`training_state`, checked by
+:func:`read_state`, read back by :func:`restore_training_state` and :func:`resumed_settings`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import OutOfSpaceError, WeightsError
+from ..data.pretraining_batches import PretrainingDataSettings
+from ..errors import InputError, OutOfSpaceError, WeightsError
 from ..io_utils import NO_SPACE_ERRNOS, fsync_dir, fsync_tree, require_space
 # Only numpy here: reading a save's state (e.g. `predict-go` checking its inputs) starts no TensorFlow.
 from ..weights.pkl import ReleasedWeights, read_pkl, write_pkl
+from .pretraining_metrics import fresh_epoch_sums
+from .pretraining_settings import ARCHITECTURE_KEYS, PlateauState
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +204,100 @@ def prune_saves(output_dir, save_every: int, keep_every: int) -> list[Path]:
         shutil.rmtree(s.path, ignore_errors=True)
         deleted.append(s.path)
     return deleted
+
+
+# -- a run's state, saved and resumed ---------------------------------------------------------
+#: JSON holds no infinity: the plateau's ``best`` before the first epoch is saved as this.
+_JSON_INFINITY = 1e300
+
+
+class ResumePoint(NamedTuple):
+    save: SaveInfo
+    weights: ReleasedWeights
+    state: dict
+    stream_arrays: dict
+
+
+def read_resume_point(output_dir, dataset, dataset_path) -> ResumePoint:
+    """The newest save of ``output_dir``, read for a resume of a run on ``dataset`` (its GO terms
+    must be the save's)."""
+    save = latest_save(output_dir)
+    if save is None:
+        raise InputError(f"--resume: no save found in {output_dir}")
+    point = ResumePoint(save, *read_save(save))
+    if point.state["annotations"] != dataset.annotations:
+        raise InputError(
+            f"{dataset_path}: its {dataset.n_annotations} GO terms differ from the "
+            f"{len(point.state['annotations'])} of the save {save.path}; resume needs the same dataset"
+        )
+    return point
+
+
+def require_no_saves(output_dir) -> None:
+    """Refuse a new run in a directory that holds saves (continuing them is ``resume=True``)."""
+    if list_saves(output_dir):
+        raise InputError(
+            f"{output_dir} already holds saves; pass resume=True (--resume) to continue, "
+            "or choose another output directory"
+        )
+
+
+def saved_architecture(state: dict) -> dict:
+    """The backbone arguments of a save (its GO terms and the vocabulary aside)."""
+    return {k: v for k, v in state["architecture"].items() if k in ARCHITECTURE_KEYS}
+
+
+def resumed_settings(state: dict, settings, architecture: dict):
+    """``(settings, architecture)`` a resumed run continues with: the save's architecture, data
+    settings and steps per epoch (the model and the batch schedule must not change), the rest
+    of ``settings`` as given."""
+    if architecture and any(state["architecture"].get(k) != v for k, v in architecture.items()):
+        logger.warning("resuming with the saved architecture %s (ignoring %s)", state["architecture"], architecture)
+    data_settings = PretrainingDataSettings.from_dict(state["data"])
+    if data_settings != settings.data:
+        logger.info("resuming with the saved data settings (the schedule must not change)")
+    if int(state["steps_per_epoch"]) != settings.steps_per_epoch:
+        logger.warning("resuming with the saved steps_per_epoch=%s (ignoring %s)", state["steps_per_epoch"],
+                       settings.steps_per_epoch)
+    settings = replace(settings, data=data_settings, steps_per_epoch=int(state["steps_per_epoch"]))
+    return settings, saved_architecture(state)
+
+
+def training_state(trainer) -> dict:
+    """The ``state.json`` of a save of ``trainer`` (a :class:`~.pretraining.Pretrainer`) as it is now."""
+    best = trainer.plateau.best
+    settings, dataset = trainer.settings, trainer.dataset
+    return {
+        "step": trainer.step, "epoch": trainer.epoch, "samples": trainer.samples,
+        "learning_rate": trainer.lr,
+        "plateau": {"best": best if math.isfinite(best) else _JSON_INFINITY, "wait": trainer.plateau.wait},
+        "epoch_sums": trainer.epoch_sums, "history": trainer.history,
+        "architecture": trainer.model.architecture, "dtype": settings.dtype,
+        "data": settings.data.to_dict(), "seed": settings.seed,
+        "steps_per_epoch": settings.steps_per_epoch,
+        "dataset": {"path": dataset.path, "n_records": len(dataset),
+                    "go_release": _text_attr(dataset.metadata.get("go_release"))},
+        "annotations": dataset.annotations,
+    }
+
+
+def restore_training_state(trainer, state: dict) -> None:
+    """Set ``trainer``'s counters, history, learning rate, plateau and epoch sums from a save's state."""
+    trainer.step, trainer.samples = int(state["step"]), int(state["samples"])
+    trainer.history = list(state["history"])
+    trainer.plateau = PlateauState(float(state["plateau"]["best"]), int(state["plateau"]["wait"]))
+    trainer.lr = float(state["learning_rate"])
+    # Saves written before the accuracy split carry a single "accuracy" sum: dropped (it only
+    # affects the epoch in progress's train accuracy, not the training itself).
+    fresh = fresh_epoch_sums()
+    trainer.epoch_sums = {**fresh, **{k: v for k, v in state["epoch_sums"].items() if k in fresh}}
+
+
+def _text_attr(value) -> str | None:
+    """An HDF5 string attribute as ``str`` (``None`` stays ``None``: 2021 files carry no metadata)."""
+    if value is None:
+        return None
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 # -- LAMB state in the 2021 order --------------------------------------------------------------
