@@ -188,83 +188,108 @@ def finetune(model, spec: OutputSpec, train: EncodedSet, valid: EncodedSet | Non
         epoch_log.close()
 
 
+@dataclass
+class _Run:
+    """What every stage of one run shares."""
+
+    model: object
+    spec: OutputSpec
+    train: EncodedSet
+    valid: EncodedSet | None
+    config: FinetuneConfig
+    epoch_log: EpochLog
+    checkpoint: FinetuneCheckpoint | None
+    rng: np.random.Generator
+    results: list
+
+    def save(self, next_stage: int, optimizer_trainable: bool | None = None) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint.save(self.model, next_stage=next_stage, next_epoch=0, results=self.results, rng=self.rng,
+                                 log_rows=self.epoch_log.rows, optimizer_trainable=optimizer_trainable)
+
+
 def _run_stages(model, spec, train, valid, config, callbacks, epoch_log: EpochLog,
                 checkpoint: FinetuneCheckpoint | None = None, resume: Resume | None = None) -> list[StageResult]:
-    rng = np.random.default_rng(config.seed)  # batch composition and order; no global random state
-    pretrained = model.get_layer("pretrained")
-    results = []
-    compiled_trainable = None
+    # batch composition and order: one generator for the run; no global random state
+    run = _Run(model, spec, train, valid, config, epoch_log, checkpoint, np.random.default_rng(config.seed), [])
     if resume is not None:
-        results = resume.results()
-        rng.bit_generator.state = resume.rng_state
+        run.results = resume.results()
+        run.rng.bit_generator.state = resume.rng_state
         resume.restore_variables(model)
+    compiled_trainable = None
     for index, stage in enumerate(config.stages):
         if resume is not None and index < resume.next_stage:
             continue  # finished before the resume
         resuming = resume if resume is not None and index == resume.next_stage else None
         stage_callbacks = (epoch_log.callback(index), *callbacks)
         if not stage.train_pretrained and config.cache_frozen_features and spec.level == "global":
-            results.append(_fit_head_on_cached_features(model, spec, train, valid, stage, config, rng,
-                                                        stage_callbacks))
+            run.results.append(_fit_head_on_cached_features(model, spec, train, valid, stage, config, run.rng,
+                                                            stage_callbacks))
             compiled_trainable = None
-            if checkpoint is not None:
-                checkpoint.save(model, next_stage=index + 1, next_epoch=0, results=results, rng=rng,
-                                log_rows=epoch_log.rows)
+            run.save(index + 1)
             continue
-        if compiled_trainable is stage.train_pretrained:
-            # Same trainable variables as the previous stage: keep the compiled (traced) step and
-            # the optimizer state, change only the learning rate. Tracing costs seconds per compile.
+        _prepare_model(run, stage, compiled_trainable, resuming)
+        compiled_trainable = stage.train_pretrained
+        run.results.append(_fit_stage(run, index, stage, stage_callbacks, resuming))
+        run.save(index + 1, optimizer_trainable=stage.train_pretrained)
+    model.get_layer("pretrained").trainable = True
+    return run.results
+
+
+def _prepare_model(run: _Run, stage: Stage, compiled_trainable: bool | None, resuming: Resume | None) -> None:
+    """Set what trains and compile for ``stage`` (or only change the learning rate), restoring a saved optimizer."""
+    model = run.model
+    if compiled_trainable is stage.train_pretrained:
+        # Same trainable variables as the previous stage: keep the compiled (traced) step and
+        # the optimizer state, change only the learning rate. Tracing costs seconds per compile.
+        model.optimizer.learning_rate.assign(stage.learning_rate)
+        return
+    model.get_layer("pretrained").trainable = stage.train_pretrained
+    compile_model(model, run.spec, stage.learning_rate, run.config.run_eagerly)
+    if resuming is not None and resuming.optimizer_trainable is stage.train_pretrained:
+        # The saved optimizer trained these variables: in this stage, or in the stage before
+        # with the same trainable layers (whose optimizer this stage would have kept).
+        resuming.restore_optimizer(model)
+        if resuming.next_epoch == 0:
             model.optimizer.learning_rate.assign(stage.learning_rate)
-        else:
-            pretrained.trainable = stage.train_pretrained
-            compile_model(model, spec, stage.learning_rate, config.run_eagerly)
-            compiled_trainable = stage.train_pretrained
-            if resuming is not None and resuming.optimizer_trainable is stage.train_pretrained:
-                # The saved optimizer trained these variables: in this stage, or in the stage
-                # before with the same trainable layers (whose optimizer this stage would keep).
-                resuming.restore_optimizer(model)
-                if resuming.next_epoch == 0:
-                    model.optimizer.learning_rate.assign(stage.learning_rate)
-        # An epoch's batch count does not depend on the shuffle, so the unshuffled batches give it.
-        epoch_batches = length_batches(train.n_tokens, stage.seq_len, stage.batch_size, config.padding)
-        train_ds = tf_dataset(train, epoch_batches, repeat_rng=rng, seq_len=stage.seq_len,
-                               batch_size=stage.batch_size, padding=config.padding)
-        steps = len(epoch_batches)
-        valid_ds = None
-        if valid is not None:
-            valid_batches = length_batches(valid.n_tokens, stage.seq_len, stage.batch_size, config.padding,
-                                           token_budget=True)
-            valid_ds = tf_dataset(valid, valid_batches)
-        monitor = "val_loss" if valid is not None else "loss"
-        schedule_cbs = _callbacks(config, monitor) if stage.callbacks else []
-        cbs = schedule_cbs + list(stage_callbacks)
-        saver = None
-        if checkpoint is not None:
-            reduce_lr, early_stopping = schedule_cbs or (None, None)
-            saver = epoch_saver(checkpoint, stage_index=index, max_epochs=stage.max_epochs, results=results,
-                                rng=rng, epoch_log=epoch_log, optimizer_trainable=stage.train_pretrained,
-                                reduce_lr=reduce_lr, early_stopping=early_stopping, resume=resuming)
-            cbs.append(saver)  # last: it saves what the others did in the epoch
-        initial_epoch = 0 if resuming is None else resuming.next_epoch
-        logger.info("stage %s: lr %g, up to %d epochs, %s, %d batches/epoch", stage.name, stage.learning_rate,
-                    stage.max_epochs, "all layers" if stage.train_pretrained else "pretrained layers frozen", steps)
-        start = time.perf_counter()
-        history = model.fit(train_ds, validation_data=valid_ds, epochs=stage.max_epochs, callbacks=cbs,
-                            verbose=config.verbose, shuffle=False, initial_epoch=initial_epoch)
-        wall = time.perf_counter() - start
-        stage_history = history.history if saver is None else saver.history
-        if saver is not None:
-            wall = saver.elapsed
-        epochs = len(stage_history.get("loss", []))
-        results.append(StageResult(stage.name, epochs, wall, {k: [float(x) for x in v]
-                                                              for k, v in stage_history.items()}))
-        if checkpoint is not None:
-            checkpoint.save(model, next_stage=index + 1, next_epoch=0, results=results, rng=rng,
-                            log_rows=epoch_log.rows, optimizer_trainable=stage.train_pretrained)
-        logger.info("stage %s: %d epochs in %.1f s, final %s", stage.name, epochs, wall,
-                    {k: round(v[-1], 4) for k, v in results[-1].history.items()})
-    pretrained.trainable = True
-    return results
+
+
+def _fit_stage(run: _Run, index: int, stage: Stage, stage_callbacks, resuming: Resume | None) -> StageResult:
+    """``fit`` the whole model for one stage (continuing a saved one at its next epoch)."""
+    config, train, valid = run.config, run.train, run.valid
+    # An epoch's batch count does not depend on the shuffle, so the unshuffled batches give it.
+    epoch_batches = length_batches(train.n_tokens, stage.seq_len, stage.batch_size, config.padding)
+    train_ds = tf_dataset(train, epoch_batches, repeat_rng=run.rng, seq_len=stage.seq_len,
+                          batch_size=stage.batch_size, padding=config.padding)
+    valid_ds = None
+    if valid is not None:
+        valid_batches = length_batches(valid.n_tokens, stage.seq_len, stage.batch_size, config.padding,
+                                       token_budget=True)
+        valid_ds = tf_dataset(valid, valid_batches)
+    schedule_cbs = _callbacks(config, "val_loss" if valid is not None else "loss") if stage.callbacks else []
+    cbs = schedule_cbs + list(stage_callbacks)
+    saver = None
+    if run.checkpoint is not None:
+        reduce_lr, early_stopping = schedule_cbs or (None, None)
+        saver = epoch_saver(run.checkpoint, stage_index=index, max_epochs=stage.max_epochs, results=run.results,
+                            rng=run.rng, epoch_log=run.epoch_log, optimizer_trainable=stage.train_pretrained,
+                            reduce_lr=reduce_lr, early_stopping=early_stopping, resume=resuming)
+        cbs.append(saver)  # last: it saves what the others did in the epoch
+    logger.info("stage %s: lr %g, up to %d epochs, %s, %d batches/epoch", stage.name, stage.learning_rate,
+                stage.max_epochs, "all layers" if stage.train_pretrained else "pretrained layers frozen",
+                len(epoch_batches))
+    start = time.perf_counter()
+    history = run.model.fit(train_ds, validation_data=valid_ds, epochs=stage.max_epochs, callbacks=cbs,
+                            verbose=config.verbose, shuffle=False,
+                            initial_epoch=0 if resuming is None else resuming.next_epoch)
+    # With a saver, the history and wall time cover the part of the stage before a resume too.
+    stage_history = history.history if saver is None else saver.history
+    wall = time.perf_counter() - start if saver is None else saver.elapsed
+    result = StageResult(stage.name, len(stage_history.get("loss", [])), wall,
+                         {k: [float(x) for x in v] for k, v in stage_history.items()})
+    logger.info("stage %s: %d epochs in %.1f s, final %s", stage.name, result.epochs, wall,
+                {k: round(v[-1], 4) for k, v in result.history.items()})
+    return result
 
 
 def representations(pretrained, datasets: Sequence[EncodedSet], seq_len: int, batch_size: int, padding: str,
