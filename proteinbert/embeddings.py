@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
@@ -282,52 +283,70 @@ def embed_fasta(backbone: ProteinBertBackbone, fasta_path, output_path,
     input, an existing one is replaced only with ``overwrite`` (both UsageError), and a second
     process writing the same output fails at once (OutputBusyError).
     """
-    import time
-
-    from tqdm.auto import tqdm
-
-    from .data.fasta import check_unique_ids, read_fasta
     from .embedding_store import check_output_for_format, output_kind, writing_embeddings
     from .io_utils import check_output_path, output_lock
-    from .tokenizer import check_residues
 
     check_output_path(output_path, {"fasta_path": fasta_path}, "output_path", overwrite=overwrite,
                       kind=output_kind(format))
     check_output_for_format(output_path, format, "output_path")
     path = str(fasta_path)
+    ids, seqs = _read_fasta_records(path, unknown_residues)
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    embedder = Embedder(backbone, settings)
+    attrs = _output_attrs(embedder, weights_source, path)
+    start = time.perf_counter()
+    with output_lock(output_path), writing_embeddings(output_path, format, ids, lengths, embedder.widths,
+                                                      attrs) as writer:
+        _write_batches(embedder, seqs, lengths, writer, progress_bar)
+    summary = _run_summary(embedder, lengths, format, time.perf_counter() - start, output_path)
+    logger.info("embedded %(records)d records (%(residues)d residues) in %(seconds).1f s -> %(output)s", summary)
+    return summary
+
+
+def _read_fasta_records(path: str, unknown_residues: str) -> tuple[list, list]:
+    """The ids and sequences of a FASTA file, refused (FormatError) before anything is written."""
+    from .data.fasta import check_unique_ids, read_fasta
+    from .tokenizer import check_residues
+
     records = list(check_unique_ids(read_fasta(path), path))
     ids = [r.id for r in records]
     seqs = [r.seq for r in records]
     check_residues(seqs, path, unknown_residues, ids=ids)
-    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-    embedder = Embedder(backbone, settings)
-    attrs = {
+    return ids, seqs
+
+
+def _output_attrs(embedder: Embedder, weights_source: str, source_fasta: str) -> dict:
+    """What an embeddings output records about how it was computed (its ``attrs``)."""
+    settings = embedder.settings
+    return {
         "layers": settings.layers,
         "pool": settings.pool,
         "protein_layers": list(embedder.protein_layers),
         "residue_layers": list(embedder.residue_layers),
-        "architecture": backbone.architecture,
+        "architecture": embedder.backbone.architecture,
         "virtual_pad_length": embedder.virtual_pad_length or 0,
         "pad_margin": embedder.pad_margin,
         "min_length": settings.min_length,
         "weights_source": weights_source,
-        "source_fasta": path,
+        "source_fasta": source_fasta,
     }
-    start = time.perf_counter()
-    with output_lock(output_path), writing_embeddings(output_path, format, ids, lengths, embedder.widths,
-                                                      attrs) as writer:
-        with tqdm(total=int(lengths.sum()), unit="res", unit_scale=True, desc="embedding",
-                  disable=not progress_bar) as bar:
-            for idx, vectors in embedder.batches(seqs):
-                writer.write(idx, vectors)
-                bar.update(int(lengths[idx].sum()))
-    seconds = time.perf_counter() - start
-    summary = {
-        "records": len(ids), "residues": int(lengths.sum()), "longest": int(lengths.max()),
+
+
+def _write_batches(embedder: Embedder, seqs: list, lengths: np.ndarray, writer, progress_bar: bool) -> None:
+    from tqdm.auto import tqdm
+
+    with tqdm(total=int(lengths.sum()), unit="res", unit_scale=True, desc="embedding",
+              disable=not progress_bar) as bar:
+        for idx, vectors in embedder.batches(seqs):
+            writer.write(idx, vectors)
+            bar.update(int(lengths[idx].sum()))
+
+
+def _run_summary(embedder: Embedder, lengths: np.ndarray, format: str, seconds: float, output_path) -> dict:
+    return {
+        "records": len(lengths), "residues": int(lengths.sum()), "longest": int(lengths.max()),
         **{f"{name}_width": width for name, width in embedder.widths.items()},
         "format": format,
         "seconds": round(seconds, 2), "residues_per_second": round(float(lengths.sum()) / max(seconds, 1e-9), 1),
         "output": str(output_path),
     }
-    logger.info("embedded %(records)d records (%(residues)d residues) in %(seconds).1f s -> %(output)s", summary)
-    return summary

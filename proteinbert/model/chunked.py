@@ -95,10 +95,7 @@ class ChunkedForward:
         return self._global_fns[b]
 
     # -- the pass ------------------------------------------------------------------------------
-    def _run(self, tokens, annotations, keep_local: bool):
-        """Returns ``(layer name -> tensor)`` for every hidden layer; local ones only if ``keep_local``."""
-        import tensorflow as tf
-
+    def _checked(self, tokens, annotations):
         tokens = np.asarray(tokens)
         annotations = np.asarray(annotations, dtype=np.float32)
         if tokens.ndim != 2 or annotations.ndim != 2 or len(tokens) != len(annotations):
@@ -106,49 +103,66 @@ class ChunkedForward:
                 f"tokens must be (batch, L) and annotations (batch, n_annotations). Received shapes: "
                 f"tokens={tokens.shape}, annotations={annotations.shape}"
             )
-        bb, halo, c = self.backbone, self.halo, self.chunk_length
-        batch, length = tokens.shape
-        if bb.virtual_pad_length is not None and length < bb.virtual_pad_length:
+        virtual, length = self.backbone.virtual_pad_length, tokens.shape[1]
+        if virtual is not None and length < virtual:
             # Chunks carry no far-<PAD> state; at or beyond the virtual length there is none to add.
             raise InputError(
-                f"ChunkedForward needs batches at least virtual_pad_length={bb.virtual_pad_length} long; "
+                f"ChunkedForward needs batches at least virtual_pad_length={virtual} long; "
                 f"received length {length}. Use the backbone itself for shorter batches."
             )
-        n_chunks = max(1, -(-length // c))
-        padded_len = n_chunks * c
-        valid = np.zeros((batch, padded_len), bool)
-        valid[:, :length] = True
-        if bb.attention_mask:
-            valid[:, :length] &= tokens != PAD_ID
-        valid = tf.constant(valid)
+        return tokens, annotations
 
+    def _valid(self, tokens):
+        """``(batch, whole chunks)`` bool: the positions attention counts (not beyond the end, nor ``<PAD>``
+        when the backbone masks them)."""
+        import tensorflow as tf
+
+        batch, length = tokens.shape
+        n_chunks = max(1, -(-length // self.chunk_length))
+        valid = np.zeros((batch, n_chunks * self.chunk_length), bool)
+        valid[:, :length] = True
+        if self.backbone.attention_mask:
+            valid[:, :length] &= tokens != PAD_ID
+        return tf.constant(valid)
+
+    def _block(self, b, state, glob, valid, keep_local: bool):
+        """Block ``b``'s local track over every chunk: ``(first states, second states, attention)``, the
+        states a list of chunks, ``attention`` (batch, heads * d_value) for the global update."""
+        import tensorflow as tf
+
+        halo, c = self.halo, self.chunk_length
+        batch, padded_len = valid.shape
+        length = state.shape[1]
+        # Zeros around the sequence, as the convolutions' 'same' padding would add.
+        padded = tf.pad(state, [[0, 0], [halo, padded_len - length + halo], [0, 0]])
+        run = self._chunk_fn(b, keep_local)
+        firsts, seconds, sums = [], [], None
+        for i in range(padded_len // c):
+            local1, local2, *chunk_sums = run(padded[:, i * c:(i + 1) * c + 2 * halo], glob,
+                                              valid[:, i * c:(i + 1) * c])
+            if keep_local:
+                firsts.append(local1)
+            seconds.append(local2)
+            sums = chunk_sums if sums is None else _merge_softmax_sums(sums, chunk_sums)
+        del padded
+        _, total, weighted = sums
+        attention = tf.reshape(weighted / tf.maximum(total, 1e-30)[..., None], (batch, -1))
+        return firsts, seconds, attention
+
+    def _run(self, tokens, annotations, keep_local: bool):
+        """Returns ``(layer name -> tensor)`` for every hidden layer; local ones only if ``keep_local``."""
+        import tensorflow as tf
+
+        tokens, annotations = self._checked(tokens, annotations)
+        bb, length = self.backbone, tokens.shape[1]
+        valid = self._valid(tokens)
         out = {}
         state = tf.cast(bb.get_layer("embedding-seq-input")(tokens), tf.float32)
         glob = bb.get_layer("dense-global-input")(annotations)
         out["dense-global-input"] = tf.cast(glob, tf.float32)
         glob = tf.cast(glob, tf.float32)
         for b in range(1, bb.n_blocks + 1):
-            # Zeros around the sequence, as the convolutions' 'same' padding would add.
-            padded = tf.pad(state, [[0, 0], [halo, padded_len - length + halo], [0, 0]])
-            run = self._chunk_fn(b, keep_local)
-            firsts, seconds = [], []
-            top = total = weighted = None
-            for i in range(n_chunks):
-                local1, local2, m, s, w = run(padded[:, i * c:(i + 1) * c + 2 * halo], glob,
-                                              valid[:, i * c:(i + 1) * c])
-                if keep_local:
-                    firsts.append(local1)
-                seconds.append(local2)
-                if top is None:
-                    top, total, weighted = m, s, w
-                else:
-                    new_top = tf.maximum(top, m)
-                    a, e = tf.exp(top - new_top), tf.exp(m - new_top)
-                    total = total * a + s * e
-                    weighted = weighted * a[..., None] + w * e[..., None]
-                    top = new_top
-            del padded
-            attention = tf.reshape(weighted / tf.maximum(total, 1e-30)[..., None], (batch, -1))
+            firsts, seconds, attention = self._block(b, state, glob, valid, keep_local)
             glob1, glob = self._global_fn(b)(glob, attention)
             out[f"global-merge1-norm-block{b}"] = glob1
             out[f"global-merge2-norm-block{b}"] = glob
@@ -157,6 +171,7 @@ class ChunkedForward:
             if keep_local:
                 out[f"seq-merge1-norm-block{b}"] = tf.concat(firsts, axis=1)[:, :length]
                 out[f"seq-merge2-norm-block{b}"] = state
+            del firsts  # not held through the next block
         out["output-annotations"] = bb.get_layer("output-annotations")(glob)
         out["seq-merge2-norm-block%d" % bb.n_blocks] = state
         return out, state
@@ -180,3 +195,15 @@ class ChunkedForward:
             out["output-seq"] = bb.get_layer("output-seq")(state)
         local = np.concatenate([np.asarray(out[n], np.float32) for n in local_names], axis=-1)
         return [local, glob]
+
+
+def _merge_softmax_sums(sums, chunk_sums):
+    """Fold one chunk's ``(max score, sum of exp, exp-weighted values)`` into the running ones,
+    rescaled to the larger maximum (the running-maximum form of softmax)."""
+    import tensorflow as tf
+
+    top, total, weighted = sums
+    m, s, w = chunk_sums
+    new_top = tf.maximum(top, m)
+    a, e = tf.exp(top - new_top), tf.exp(m - new_top)
+    return new_top, total * a + s * e, weighted * a[..., None] + w * e[..., None]

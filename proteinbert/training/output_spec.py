@@ -242,66 +242,60 @@ def encode_labels(spec: OutputSpec, seqs: Sequence[str], labels: Sequence, row_i
         if spec.task == "multilabel" and _is_missing(value):
             value = ""  # an empty cell: a protein with none of the labels (CSV cannot tell it from "missing")
         if _is_missing(value) and spec.task != "multilabel":
-            problems.append(f"{row}: missing label ({value!r})")
-            out.append(None)
-            continue
-        if spec.level == "global":
-            if spec.task == "binary":
-                parsed = _parse_binary(value)
-                if parsed is None:
-                    problems.append(f"{row}: {value!r} is not 0 or 1")
-                out.append(np.float32(parsed or 0))
-            elif spec.task == "numeric":
-                parsed = finite_float(value)
-                if parsed is None:
-                    problems.append(f"{row}: {value!r} is not a finite number")
-                out.append(np.float32(parsed or 0))
-            elif spec.task == "categorical":
-                key = as_label_str(value)
-                if key not in index:
-                    problems.append(f"{row}: category {key!r} was not seen in training (known: {len(index)})")
-                out.append(np.int32(index.get(key, 0)))
-            else:
-                try:
-                    names = _multilabel_names(value)
-                except TypeError:
-                    problems.append(f"{row}: {value!r} is not a list of labels")
-                    out.append(None)
-                    continue
-                unknown = [x for x in names if x not in index]
-                if unknown:
-                    problems.append(f"{row}: label(s) {unknown[:5]} not seen in training")
-                vec = np.zeros(len(spec.labels), np.float32)
-                vec[[index[x] for x in names if x in index]] = 1
-                out.append(vec)
+            target, problem = None, f"missing label ({value!r})"
+        elif spec.level == "global":
+            target, problem = _encode_global(spec, index, value)
         else:
-            n = len(seq)
-            if spec.task == "numeric":
-                numbers = _parse_local_numbers(value)
-                if len(numbers) != n:
-                    problems.append(f"{row}: {len(numbers)} per-residue values for a sequence of {n} residues")
-                elif any(x is None for x in numbers):
-                    problems.append(f"{row}: per-residue values must be finite numbers")
-                out.append(np.array([x or 0 for x in numbers], np.float32))
-                continue
-            text = str(value)
-            if len(text) != n:
-                problems.append(f"{row}: per-residue label has {len(text)} characters, the sequence {n} residues")
-                out.append(None)
-                continue
-            if spec.task == "binary":
-                bad = sorted(set(text) - {"0", "1"})
-                if bad:
-                    problems.append(f"{row}: per-residue binary labels must be '0'/'1', found {bad}")
-                    out.append(None)
-                    continue
-                out.append((np.frombuffer(text.encode("ascii"), np.uint8) - ord("0")).astype(np.float32))
-            else:
-                bad = sorted(set(text) - set(index))
-                if bad:
-                    problems.append(f"{row}: per-residue categories {bad} were not seen in training")
-                    out.append(None)
-                    continue
-                out.append(np.array([index[c] for c in text], np.int32))
+            target, problem = _encode_local(spec, index, seq, value)
+        if problem is not None:
+            problems.append(f"{row}: {problem}")
+        out.append(target)
     raise_bad_rows(problems, f"{what} ({spec.name})")
     return out
+
+
+def _encode_global(spec: OutputSpec, index: dict, value) -> tuple:
+    """One protein's target and what is wrong with its label (None if nothing)."""
+    if spec.task == "binary":
+        parsed = _parse_binary(value)
+        return np.float32(parsed or 0), (f"{value!r} is not 0 or 1" if parsed is None else None)
+    if spec.task == "numeric":
+        parsed = finite_float(value)
+        return np.float32(parsed or 0), (f"{value!r} is not a finite number" if parsed is None else None)
+    if spec.task == "categorical":
+        key = as_label_str(value)
+        problem = None if key in index else f"category {key!r} was not seen in training (known: {len(index)})"
+        return np.int32(index.get(key, 0)), problem
+    try:
+        names = _multilabel_names(value)
+    except TypeError:
+        return None, f"{value!r} is not a list of labels"
+    unknown = [x for x in names if x not in index]
+    vec = np.zeros(len(spec.labels), np.float32)
+    vec[[index[x] for x in names if x in index]] = 1
+    return vec, (f"label(s) {unknown[:5]} not seen in training" if unknown else None)
+
+
+def _encode_local(spec: OutputSpec, index: dict, seq: str, value) -> tuple:
+    """One protein's per-residue targets and what is wrong with its labels (None if nothing)."""
+    n = len(seq)
+    if spec.task == "numeric":
+        numbers = _parse_local_numbers(value)
+        problem = None
+        if len(numbers) != n:
+            problem = f"{len(numbers)} per-residue values for a sequence of {n} residues"
+        elif any(x is None for x in numbers):
+            problem = "per-residue values must be finite numbers"
+        return np.array([x or 0 for x in numbers], np.float32), problem
+    text = str(value)
+    if len(text) != n:
+        return None, f"per-residue label has {len(text)} characters, the sequence {n} residues"
+    if spec.task == "binary":
+        bad = sorted(set(text) - {"0", "1"})
+        if bad:
+            return None, f"per-residue binary labels must be '0'/'1', found {bad}"
+        return (np.frombuffer(text.encode("ascii"), np.uint8) - ord("0")).astype(np.float32), None
+    bad = sorted(set(text) - set(index))
+    if bad:
+        return None, f"per-residue categories {bad} were not seen in training"
+    return np.array([index[c] for c in text], np.int32), None
