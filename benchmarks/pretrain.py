@@ -67,7 +67,8 @@ def measure(args, dataset: str) -> list:
     import tensorflow as tf
 
     from proteinbert.data.h5dataset import PretrainingDataset
-    from proteinbert.data.pretraining_batches import PretrainingBatches, PretrainingDataSettings, close_iterator
+    from proteinbert.data.pretraining_batches import PretrainingBatches, PretrainingDataSettings
+    from proteinbert.training.pretraining_input import close_iterator
     from proteinbert.training.pretraining import Pretrainer, PretrainingSettings
 
     episodes = [tuple(int(x) for x in e.split(":")) for e in args.episodes.split(",")]

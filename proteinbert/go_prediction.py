@@ -156,7 +156,7 @@ def open_go_checkpoint(path) -> GoCheckpoint:
 
 def load_go_model(checkpoint: GoCheckpoint, dtype=None):
     """The backbone of ``checkpoint`` with its weights."""
-    from .training.pretraining import load_pretrained
+    from .training.pretrained import load_pretrained
 
     model, go_ids = load_pretrained(checkpoint.path, dtype=dtype)
     if tuple(go_ids) != checkpoint.go_ids:  # the save was replaced since it was opened
@@ -253,6 +253,24 @@ def predict_go(model, checkpoint: GoCheckpoint, seqs: Sequence[str],
             for row in select_go_terms(probs, settings.threshold, settings.top_k)]
 
 
+def predict_go_terms(model, annotations, seqs, top_k: int = 5, seq_len: int = 512) -> list:
+    """Top-``k`` GO ids with probabilities for each sequence (no annotation input).
+
+    ``annotations`` is the GO id list of the model's slots (kept in every save's ``state.json``).
+    Sequences are cropped to ``seq_len - 2`` residues and padded to ``seq_len``;
+    :func:`predict_go` (``proteinbert predict-go``) pads as pretraining did instead.
+
+    >>> model, go_ids = load_pretrained("run/epoch_40_sample_51200")  # doctest: +SKIP
+    >>> top = predict_go_terms(model, go_ids, ["MKVLAAGIVALLKE"], top_k=3)  # doctest: +SKIP
+    """
+    from .tokenizer import N_ADDED_TOKENS, encode_batch
+
+    seqs = [s[: seq_len - N_ADDED_TOKENS] for s in seqs]
+    tokens = encode_batch(seqs, seq_len)
+    _, probs = model([tokens, np.zeros((len(seqs), len(annotations)), np.float32)], training=False)
+    return [[(annotations[j], p) for j, p in row] for row in select_go_terms(np.asarray(probs), top_k=top_k)]
+
+
 # -- the TSV ------------------------------------------------------------------------------------
 def _write_tsv(path, ids: Sequence[str], predictions: Sequence, go_names: Mapping[str, str]) -> int:
     rows = 0
@@ -308,5 +326,5 @@ def predict_go_fasta(checkpoint, fasta, output, settings: GoPredictionSettings =
 __all__ = [
     "TSV_COLUMNS", "GoPredictionSettings", "GoCheckpoint", "GoPredictionInputs", "open_go_checkpoint",
     "load_go_model", "read_go_names", "read_go_inputs", "padded_length", "annotation_probabilities",
-    "select_go_terms", "predict_go", "write_go_predictions", "predict_go_fasta",
+    "select_go_terms", "predict_go", "predict_go_terms", "write_go_predictions", "predict_go_fasta",
 ]

@@ -8,9 +8,9 @@ import pytest
 
 from proteinbert.data.h5dataset import PretrainingDataset
 from proteinbert.data.pretraining_batches import (
-    PretrainingBatches, PretrainingDataSettings, StreamState, close_iterator, episode_probabilities, holdout_batch,
-    replica_dataset, split_for_replicas,
+    PretrainingBatches, PretrainingDataSettings, StreamState, episode_probabilities, holdout_batch, split_for_replicas,
 )
+from proteinbert.training.pretraining_input import close_iterator, replica_dataset
 from proteinbert.errors import DatasetSchemaError, InputError
 from proteinbert.tokenizer import END_ID, PAD_ID, START_ID, encode_residues
 

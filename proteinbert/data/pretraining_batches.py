@@ -385,16 +385,3 @@ def split_for_replicas(batch: PretrainingBatch, n_replicas: int) -> list[dict]:
             "step": np.full((per,), batch.step, np.int64),
         })
     return parts
-
-
-# The tf.data pipeline over this stream is in proteinbert.training.pretraining_input; its names
-# are still importable from here, resolved at first use (training imports this module).
-_MOVED_TO_TRAINING = ("element_signature", "replica_dataset", "close_iterator")
-
-
-def __getattr__(name):
-    if name in _MOVED_TO_TRAINING:
-        from ..training import pretraining_input
-
-        return getattr(pretraining_input, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError, InputError
+from .finetune_settings import StageResult
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +108,6 @@ class Resume:
         return float(self.state["stage_wall_s"])
 
     def results(self) -> list:
-        from .finetune_schedule import StageResult
-
         return [StageResult(**r) for r in self.state["results"]]
 
     def _arrays(self, name: str) -> list:

@@ -5,14 +5,10 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from ..errors import InputError
-if TYPE_CHECKING:
-    from .finetune_schedule import FinetuneConfig
-
+from .finetune_settings import FinetuneConfig
 from .summaries import write_scalar, write_text
 
 logger = logging.getLogger(__name__)
@@ -28,7 +24,7 @@ def check_epoch_logs(config: FinetuneConfig) -> None:
     """Refuse epoch-log outputs that would mix with an earlier run's, unless ``config.replace_logs``.
 
     >>> import tempfile, pathlib
-    >>> from proteinbert.training.finetune_schedule import FinetuneConfig
+    >>> from proteinbert.training.finetune_settings import FinetuneConfig
     >>> csv = pathlib.Path(tempfile.mkdtemp()) / "epochs.csv"
     >>> _ = csv.write_text("old")
     >>> check_epoch_logs(FinetuneConfig(csv_log=str(csv)))  # doctest: +ELLIPSIS
@@ -61,7 +57,7 @@ class EpochLog:
     text summary and its 1-based position as the scalar ``stage_index``. ``lr`` is the learning
     rate the epoch ran with (a reduction on plateau shows in the next epoch).
 
-    >>> from proteinbert.training.finetune_schedule import FinetuneConfig
+    >>> from proteinbert.training.finetune_settings import FinetuneConfig
     >>> log = EpochLog(FinetuneConfig())
     >>> log.record("frozen", 1, 1, {"loss": 0.69, "val_loss": 0.68, "val_auc": 0.55}, lr=0.01, seconds=1.5)
     >>> log.record("unfrozen", 2, 1, {"loss": 0.60, "val_loss": 0.61, "val_auc": 0.70}, lr=1e-4, seconds=2.0)

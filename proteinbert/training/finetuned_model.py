@@ -13,7 +13,8 @@ from typing import Sequence
 from ..errors import FormatError, InputError
 from .finetune_data import EncodedSet
 from .finetune_head import DEFAULT_VIRTUAL_PAD_LENGTH, build_finetuning_model
-from .finetune_schedule import FinetuneConfig, finetune
+from .finetune_schedule import finetune
+from .finetune_settings import FinetuneConfig
 from .inference import predict
 from .output_spec import OutputSpec, require_both_classes
 

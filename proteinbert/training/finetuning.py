@@ -27,7 +27,8 @@ padding.
 The parts live in one module each (this module gathers them, and keeps the names importable from
 here): :mod:`.output_spec` (what is predicted, label parsing), :mod:`proteinbert.data.batching`
 (padded lengths and batches), :mod:`.finetune_data` (encoded records, ``tf.data``),
-:mod:`.finetune_head` (the model), :mod:`.finetune_schedule` (stages and the training loop),
+:mod:`.finetune_head` (the model), :mod:`.finetune_settings` (stages, options),
+:mod:`.finetune_schedule` (the training loop), :mod:`.finetune_checkpoint` (saved epochs),
 :mod:`.finetune_log` (per-epoch log, TensorBoard, CSV), :mod:`.inference` (batched predictions)
 and :mod:`.finetuned_model` (the saved model and :func:`finetune_from_backbone`).
 """
@@ -39,9 +40,8 @@ from ..data.batching import training_bucket_length as bucket_length
 from .finetune_data import EncodedSet, tf_dataset
 from .finetune_head import DEFAULT_VIRTUAL_PAD_LENGTH, build_finetuning_model, compile_model
 from .finetune_log import EPOCH_LOG_FIRST_COLUMNS, EPOCH_LOG_LAST_COLUMNS, EpochLog, check_epoch_logs
-from .finetune_schedule import (
-    DEFAULT_STAGES, FinetuneConfig, Stage, StageResult, default_stages, finetune, parse_stage, representations,
-)
+from .finetune_schedule import finetune, representations
+from .finetune_settings import DEFAULT_STAGES, FinetuneConfig, Stage, StageResult, default_stages, parse_stage
 from .finetuned_model import LABELS_FILE, META_FILE, MODEL_FILE, SPEC_FILE, FinetunedModel, finetune_from_backbone
 from .inference import batch_predictor, predict, worth_tracing
 from .output_spec import LEVELS, MULTILABEL_SEPARATOR, TASKS, OutputSpec, encode_labels, require_both_classes

@@ -19,6 +19,7 @@ import logging
 import math
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.h5dataset import PretrainingDataset
@@ -37,7 +38,7 @@ from .pretraining_metrics import (
     LOSS_KEYS, accuracies, add_step, describe_heldout, describe_train, epoch_metrics, fresh_epoch_sums,
 )
 from .pretraining_settings import (
-    PlateauState, PretrainingResult, PretrainingSettings, check_architecture, check_replicas,
+    PlateauState, PretrainingSettings, check_architecture, check_replicas,
 )
 from .pretraining_step import build_train_step
 from .summaries import write_scalar
@@ -45,7 +46,8 @@ from .summaries import write_scalar
 # Re-exported: these were defined or imported here before they got modules of their own.
 from ..data.pretraining_batches import PretrainingDataSettings, holdout_batch
 from .distribution import make_strategy
-from .pretrained import load_pretrained, predict_go_terms
+from ..go_prediction import predict_go_terms
+from .pretrained import load_pretrained
 from .pretraining_eval import column_auc, evaluate_batch
 from .pretraining_input import replica_dataset
 from .pretraining_metrics import (
@@ -55,6 +57,19 @@ from .pretraining_metrics import (
 from .pretraining_settings import ARCHITECTURE_KEYS
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PretrainingResult:
+    """What :meth:`Pretrainer.run` returns: where the run stopped, its history, its last save."""
+
+    step: int
+    epoch: int
+    samples: int
+    history: list
+    step_losses: list  # (step, total, token loss, annotation loss) for the steps run by this call
+    last_save: checkpoints.SaveInfo | None
+    stopped: str  # "max_epochs", "time_budget", "interrupted"
 
 
 class Pretrainer:

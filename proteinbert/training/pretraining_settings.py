@@ -13,14 +13,10 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from .. import presets
 from ..data.pretraining_batches import PretrainingDataSettings
 from ..errors import InputError
-
-if TYPE_CHECKING:
-    from .checkpoints import SaveInfo
 
 logger = logging.getLogger(__name__)
 
@@ -82,17 +78,6 @@ class PretrainingSettings:
             raise InputError(f"max_epochs must be >= 0. Received: max_epochs={self.max_epochs!r}")
         if not self.learning_rate > 0:
             raise InputError(f"learning_rate must be > 0. Received: learning_rate={self.learning_rate!r}")
-
-
-@dataclass
-class PretrainingResult:
-    step: int
-    epoch: int
-    samples: int
-    history: list
-    step_losses: list  # (step, total, token loss, annotation loss) for the steps run by this call
-    last_save: SaveInfo | None
-    stopped: str  # "max_epochs", "time_budget", "interrupted"
 
 
 # -- the plateau rule (kept in the save, so a resumed run decides as the uninterrupted one) -----
