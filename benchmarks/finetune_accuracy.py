@@ -72,8 +72,24 @@ def load_data(data_dir: Path, recipe: dict):
     return train, valid, test
 
 
-def run_recipe(mode: str, seed: int, data_dir: Path, weights: Path, recipe: dict) -> dict:
-    """One fine-tuning + evaluation; the 2021 API of whichever ``proteinbert`` is importable."""
+def legacy_architecture(weights: Path) -> dict:
+    """The 2021 ``create_model`` keyword arguments for a released-format file: the 2021 loader
+    builds the released sizes unless told, while ours reads the sizes off the file."""
+    from proteinbert.weights.pkl import read_pkl
+    from proteinbert.weights.released import infer_architecture
+
+    arch = infer_architecture(read_pkl(weights), str(weights))
+    return dict(d_hidden_seq=arch["d_seq"], d_hidden_global=arch["d_global"], n_blocks=arch["n_blocks"],
+                n_heads=arch["n_heads"], d_key=arch["d_key"], conv_kernel_size=arch["conv_kernel_size"])
+
+
+def run_recipe(mode: str, seed: int, data_dir: Path, weights: Path, recipe: dict,
+               legacy_arch: dict | None = None) -> dict:
+    """One fine-tuning + evaluation; the 2021 API of whichever ``proteinbert`` is importable.
+
+    Mode ``2021`` (the 2021 package) gets the file's sizes (``legacy_arch``) and the legacy Adam:
+    on TensorFlow 2.15 its ``finetune`` fails with the default Adam (no ``get_weights``).
+    """
     import keras
     from keras.callbacks import EarlyStopping, ReduceLROnPlateau
     from proteinbert import (FinetuningModelGenerator, OutputSpec, OutputType, evaluate_by_len, finetune,
@@ -83,8 +99,11 @@ def run_recipe(mode: str, seed: int, data_dir: Path, weights: Path, recipe: dict
     train, valid, test = load_data(data_dir, recipe)
     keras.utils.set_random_seed(seed)
     start = time.perf_counter()
+    loader_kwargs = {}
+    if mode == "2021":
+        loader_kwargs = dict(create_model_kwargs=legacy_arch or {}, optimizer_class=keras.optimizers.legacy.Adam)
     pretrained_model_generator, input_encoder = load_pretrained_model(
-        local_model_dump_dir=str(weights.parent), local_model_dump_file_name=weights.name)
+        local_model_dump_dir=str(weights.parent), local_model_dump_file_name=weights.name, **loader_kwargs)
     output_spec = OutputSpec(OutputType(False, "binary"), [0, 1])
     generator_kwargs, finetune_kwargs, eval_kwargs = {}, {}, {}
     if mode != "2021":
@@ -120,10 +139,11 @@ def run_recipe(mode: str, seed: int, data_dir: Path, weights: Path, recipe: dict
             "keras": keras.__version__}
 
 
-def run_2021(python: str, seed: int, data_dir: Path, weights: Path, quick: bool) -> dict:
+def run_2021(python: str, seed: int, data_dir: Path, weights: Path, quick: bool, legacy_arch: dict) -> dict:
     """The recipe under another interpreter (its own ``proteinbert``), from a neutral directory."""
     cmd = [python, str(Path(__file__).resolve()), "--child", "2021", "--seeds", str(seed),
-           "--data-dir", str(data_dir.resolve()), "--weights", str(weights.resolve())] + (["--quick"] if quick else [])
+           "--data-dir", str(data_dir.resolve()), "--weights", str(weights.resolve()),
+           "--child-architecture", json.dumps(legacy_arch)] + (["--quick"] if quick else [])
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run(cmd, capture_output=True, text=True, cwd="/", env=env)
     if out.returncode != 0:
@@ -170,6 +190,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="results JSON, written after every run and read back to resume")
     p.add_argument("--quick", action="store_true", help="smoke test: 300 training records, 1 epoch per stage")
     p.add_argument("--child", choices=("2021",), help=argparse.SUPPRESS)
+    p.add_argument("--child-architecture", default="{}", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if not args.data_dir or not args.weights:
         p.error("--data-dir and --weights are needed (or PROTEINBERT_BENCHMARKS / PROTEINBERT_WEIGHTS)")
@@ -177,7 +198,7 @@ def main(argv=None) -> int:
     recipe = QUICK if args.quick else RECIPE
     seeds = parse_seeds(args.seeds)
     if args.child:
-        print(json.dumps(run_recipe("2021", seeds[0], data_dir, weights, recipe)))
+        print(json.dumps(run_recipe("2021", seeds[0], data_dir, weights, recipe, json.loads(args.child_architecture))))
         return 0
     modes = [m for m in args.modes.split(",") if m]
     if args.keras2_python and "2021" not in modes:
@@ -204,7 +225,7 @@ def main(argv=None) -> int:
             if (mode, seed) in done:
                 continue
             if mode == "2021":
-                result = run_2021(args.keras2_python, seed, data_dir, weights, args.quick)
+                result = run_2021(args.keras2_python, seed, data_dir, weights, args.quick, legacy_architecture(weights))
             else:
                 import keras
 
