@@ -24,6 +24,15 @@ from ._common import hide_aliases
 
 def build_parser():
     p = make_parser("finetune", "Fine-tune ProteinBERT (staged schedule) and evaluate on a test split.")
+    _add_inputs_and_outputs(p)
+    _add_epoch_logs(p)
+    _add_model(p)
+    _add_schedule(p)
+    return p
+
+
+def _add_inputs_and_outputs(p) -> None:
+    """Splits, columns, the model directory, the checkpoint folder."""
     io = p.add_argument_group("inputs and outputs")
     io.add_argument("-i", "--input", "--train", dest="train", required=True,
                     help="training CSV (columns seq,label) or FASTA (with --train-labels); required")
@@ -49,6 +58,10 @@ def build_parser():
                          "stopped (same options, data and starting weights); deleted once the model is written "
                          "(default: off)")
     add_unknown_residues_argument(io)
+
+
+def _add_epoch_logs(p) -> None:
+    """TensorBoard and CSV epoch logs."""
     logs = p.add_argument_group("epoch logs (every epoch of every stage, numbered across stages; one log line "
                                 "per epoch unless -q)")
     logs.add_argument("--tensorboard", metavar="DIR",
@@ -57,6 +70,10 @@ def build_parser():
     logs.add_argument("--csv-log", metavar="FILE",
                       help="write one CSV row per epoch: stage, epoch, stage_epoch, loss, metrics, validation "
                            "loss and metrics, lr, seconds (default: off)")
+
+
+def _add_model(p) -> None:
+    """Output type, starting weights, head."""
     m = p.add_argument_group("model")
     m.add_argument("--level", choices=("global", "local"), default="global",
                    help="per protein or per residue (default: %(default)s)")
@@ -80,6 +97,10 @@ def build_parser():
                    help="global attention as if every batch were padded to N tokens, as the 2021 code padded to "
                         "its seq-len, at the cost of the batch's own length; for --padding bucket "
                         "(default: --seq-len with --padding bucket, else off; 0: off)")
+
+
+def _add_schedule(p) -> None:
+    """Stages, padding, seed, threads."""
     s = p.add_argument_group("schedule (default: the 2021 one)")
     s.add_argument("--stage", action="append", metavar="NAME:LR:EPOCHS:frozen|unfrozen[:SEQ_LEN[:BATCH]]",
                    help="replace the default stages (repeat for several; SEQ_LEN defaults to 512, BATCH to 32); "
@@ -116,7 +137,6 @@ def build_parser():
     s.add_argument("--run-eagerly", action="store_true",
                    help="no graph compilation (debugging; faster only for a few tiny batches; default: off)")
     add_threads_argument(s)
-    return p
 
 
 def _job(args):

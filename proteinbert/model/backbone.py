@@ -25,6 +25,36 @@ def _check_positive(**values):
             raise InputError(f"{name} must be a positive int. Received: {name}={value!r}")
 
 
+def _check_architecture(sizes: dict, attention_mask: bool, virtual_pad_length: int | None) -> None:
+    _check_positive(**sizes)
+    if sizes["d_global"] % sizes["n_heads"]:
+        raise InputError(
+            f"n_heads must divide d_global. Received: n_heads={sizes['n_heads']}, d_global={sizes['d_global']}"
+        )
+    if virtual_pad_length is not None:
+        _check_positive(virtual_pad_length=virtual_pad_length)
+        if attention_mask:
+            raise InputError("virtual_pad_length needs <PAD> positions in the attention; it cannot be "
+                             f"combined with attention_mask. Received: virtual_pad_length={virtual_pad_length}, "
+                             "attention_mask=True")
+
+
+def _apply_block(block: ProteinBertBlock, local, pad, glob, mask):
+    """One block on the functional graph: ``(local, pad, glob)`` after its local and global updates
+    (``pad``: the virtual ``<PAD>`` state, or None). The calls keep the 2021 order."""
+    g2s = block.global_to_seq(glob)
+    if pad is None:
+        narrow, wide = block.narrow_conv(local), block.wide_conv(local)
+    else:
+        (narrow, narrow_pad), (wide, wide_pad) = block.narrow_conv([local, pad]), block.wide_conv([local, pad])
+    _, local = block.local_update(local, g2s, narrow, wide)
+    if pad is not None:
+        _, pad = block.local_update(pad, g2s, narrow_pad, wide_pad)
+    attended = block.attention([glob, local] if pad is None else [glob, local, pad], padding_mask=mask)
+    _, glob = block.global_update(glob, attended)
+    return local, pad, glob
+
+
 @keras.saving.register_keras_serializable(package="proteinbert")
 class ProteinBertBackbone(keras.Model):
     """ProteinBERT: a convolutional local track and a dense global track joined by global attention.
@@ -67,21 +97,10 @@ class ProteinBertBackbone(keras.Model):
         dtype=None,
         **kwargs,
     ):
-        _check_positive(
-            n_annotations=n_annotations, vocab_size=vocab_size, d_seq=d_seq, d_global=d_global,
-            n_blocks=n_blocks, n_heads=n_heads, d_key=d_key, conv_kernel_size=conv_kernel_size,
-            wide_conv_dilation_rate=wide_conv_dilation_rate,
-        )
-        if d_global % n_heads:
-            raise InputError(
-                f"n_heads must divide d_global. Received: n_heads={n_heads}, d_global={d_global}"
-            )
-        if virtual_pad_length is not None:
-            _check_positive(virtual_pad_length=virtual_pad_length)
-            if attention_mask:
-                raise InputError("virtual_pad_length needs <PAD> positions in the attention; it cannot be "
-                                 f"combined with attention_mask. Received: virtual_pad_length={virtual_pad_length}, "
-                                 "attention_mask=True")
+        sizes = dict(n_annotations=n_annotations, vocab_size=vocab_size, d_seq=d_seq, d_global=d_global,
+                     n_blocks=n_blocks, n_heads=n_heads, d_key=d_key, conv_kernel_size=conv_kernel_size,
+                     wide_conv_dilation_rate=wide_conv_dilation_rate)
+        _check_architecture(sizes, attention_mask, virtual_pad_length)
         # "gelu" is the exact GELU, as the 2021 model used, in its erf form (exportable to ONNX).
         act = gelu if activation == "gelu" else keras.activations.get(activation)
         L = keras.layers
@@ -105,16 +124,7 @@ class ProteinBertBackbone(keras.Model):
                 wide_conv_dilation_rate=wide_conv_dilation_rate, activation=act,
                 virtual_length=virtual_pad_length, dtype=dtype)
             blocks.append(block)
-            g2s = block.global_to_seq(glob)
-            if pad is None:
-                narrow, wide = block.narrow_conv(local), block.wide_conv(local)
-            else:
-                (narrow, narrow_pad), (wide, wide_pad) = block.narrow_conv([local, pad]), block.wide_conv([local, pad])
-            _, local = block.local_update(local, g2s, narrow, wide)
-            if pad is not None:
-                _, pad = block.local_update(pad, g2s, narrow_pad, wide_pad)
-            attended = block.attention([glob, local] if pad is None else [glob, local, pad], padding_mask=mask)
-            _, glob = block.global_update(glob, attended)
+            local, pad, glob = _apply_block(block, local, pad, glob, mask)
 
         out_seq = L.Dense(vocab_size, activation="softmax", name="output-seq", dtype="float32")(local)
         out_annot = L.Dense(n_annotations, activation="sigmoid", name="output-annotations",
@@ -123,15 +133,8 @@ class ProteinBertBackbone(keras.Model):
         super().__init__(inputs=[tokens, annotations], outputs=[out_seq, out_annot], **kwargs)
         # The blocks' layers are the model's own (tracked above); the tuple only groups them.
         self._blocks = tuple(blocks)
-        self.n_annotations = n_annotations
-        self.vocab_size = vocab_size
-        self.d_seq = d_seq
-        self.d_global = d_global
-        self.n_blocks = n_blocks
-        self.n_heads = n_heads
-        self.d_key = d_key
-        self.conv_kernel_size = conv_kernel_size
-        self.wide_conv_dilation_rate = wide_conv_dilation_rate
+        for key, value in sizes.items():  # the architecture, as get_config returns it
+            setattr(self, key, value)
         self.activation = activation
         self.attention_mask = attention_mask
         self.virtual_pad_length = virtual_pad_length

@@ -307,9 +307,7 @@ def export_lamb_state(model, optimizer) -> list:
         return []
     from ..weights.released import released_variables
 
-    variables = released_variables(model)
-    moments = [optimizer._momentums[optimizer._get_variable_index(v)] for v in variables]
-    velocities = [optimizer._velocities[optimizer._get_variable_index(v)] for v in variables]
+    moments, velocities = _moment_slots(optimizer, released_variables(model))
     return ([np.int64(optimizer.iterations.numpy())]
             + [np.asarray(m.numpy(), np.float32) for m in moments]
             + [np.asarray(v.numpy(), np.float32) for v in velocities])
@@ -334,8 +332,21 @@ def import_lamb_state(model, optimizer, arrays, source: str = "optimizer state")
                        "; ".join(bad[:3]))
         return False
     optimizer.iterations.assign(int(np.asarray(arrays[0])))
-    for v, m, s in zip(variables, arrays[1:1 + n], arrays[1 + n:]):
-        idx = optimizer._get_variable_index(v)
-        optimizer._momentums[idx].assign(np.asarray(m, np.float32))
-        optimizer._velocities[idx].assign(np.asarray(s, np.float32))
+    moments, velocities = _moment_slots(optimizer, variables)
+    for slot, value in zip(moments + velocities, arrays[1:]):
+        slot.assign(np.asarray(value, np.float32))
     return True
+
+
+def _moment_slots(optimizer, variables) -> tuple[list, list]:
+    """The first- and second-moment slots of ``variables`` in a built Keras Adam/Lamb, found by the
+    names Keras gives them (``<variable path, '/' as '_'>_momentum`` / ``_velocity``, the names its
+    own saves store) rather than through the optimizer's private lists."""
+    slots = {v.name: v for v in optimizer.variables}
+    stems = [v.path.replace("/", "_") for v in variables]
+    missing = [f"{stem}_{kind}" for stem in stems for kind in ("momentum", "velocity")
+               if f"{stem}_{kind}" not in slots]
+    if missing:
+        raise WeightsError(f"the optimizer {optimizer.name} has no slot {missing[0]} (and {len(missing) - 1} more "
+                           "missing): this Keras version names its optimizer variables differently")
+    return [slots[f"{stem}_momentum"] for stem in stems], [slots[f"{stem}_velocity"] for stem in stems]

@@ -32,6 +32,11 @@ import keras
 class FusedAdam(keras.optimizers.Adam):
     """``keras.optimizers.Adam`` (same arguments, same results) with one fused op per variable."""
 
+    # The one place that overrides Keras internals, on purpose: `_backend_update_step` is the hook
+    # that sees all variables of a step at once (the public `update_step` sees one, so the step's
+    # scalars would be recomputed per variable), and `_momentums`/`_get_variable_index` are Adam's
+    # own slots, which a subclass shares. tests/test_optim.py pins the results to keras's Adam, so
+    # a Keras release that changes them fails there, not silently.
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         import tensorflow as tf
 
