@@ -11,6 +11,18 @@ from proteinbert.tokenizer import encode_batch
 SEQS = ["MKVLAAGIVG", "MSTNPKPQRKTKRNTNRRPQDVKFPGG", "M"]
 
 
+def tiny_sizes(**overrides) -> dict:
+    """The ``tiny`` preset's sizes with ``overrides``, without ``n_annotations`` (APIs such as
+    pretraining take that from the data; add it where a backbone is built directly)."""
+    sizes = preset("tiny", **overrides)
+    sizes.pop("n_annotations")
+    return sizes
+
+
+#: The one-block model of the plumbing tests (commands, files, fine-tuning runs): fractions of a second a step.
+MICRO = tiny_sizes(d_seq=8, d_global=16, n_blocks=1, d_key=4)
+
+
 def tiny_backbone(**overrides):
     """A randomly initialised backbone of the ``tiny`` preset (``overrides`` change sizes or settings)."""
     from proteinbert.model import ProteinBertBackbone

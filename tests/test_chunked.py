@@ -8,8 +8,9 @@ from proteinbert.embeddings import EmbeddingSettings, embed
 from proteinbert.errors import InputError
 from proteinbert.model import ChunkedForward, ProteinBertBackbone, hidden_representation_model
 from proteinbert.weights import backbone_from_released
+from backbone_harness import tiny_sizes
 
-TINY = dict(n_annotations=7, d_seq=16, d_global=32, n_blocks=2, n_heads=2, d_key=8)
+TINY = dict(tiny_sizes(), n_annotations=7)
 
 
 def _model(**overrides):

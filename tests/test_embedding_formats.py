@@ -13,8 +13,9 @@ from proteinbert.cli import embed as embed_cli
 from proteinbert.embedding_store import file_stems, read_embeddings, writing_embeddings
 from proteinbert.errors import FormatError
 from proteinbert.weights import export_released_weights, write_pkl
+from backbone_harness import MICRO
 
-TINY = dict(n_annotations=6, d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4)
+TINY = dict(MICRO, n_annotations=6)
 IDS = ["sp|P1|A", "a/b", ".hidden", "x", "X", "x.mean"]  # unsafe characters, a case clash, a suffix clash
 OUTPUT_NAMES = {"h5": "e.h5", "npz": "e.npz", "npy-dir": "e_dir"}
 

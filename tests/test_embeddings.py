@@ -9,7 +9,9 @@ from proteinbert.errors import InputError
 from proteinbert.model import ProteinBertBackbone, hidden_representation_model
 from proteinbert.tokenizer import encode_batch
 
-TINY = dict(n_annotations=6, d_seq=8, d_global=16, n_blocks=2, n_heads=2, d_key=4)
+from backbone_harness import MICRO
+
+TINY = dict(MICRO, n_annotations=6, n_blocks=2)
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,9 @@ from proteinbert.training.evaluation import (
     confusion_matrix, evaluate_by_len, model_length_bucket, predictions_frame, score,
 )
 from proteinbert.training.finetuning import FinetunedModel, OutputSpec, build_finetuning_model
+from backbone_harness import MICRO
 
-TINY = dict(n_annotations=4, d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4)
+TINY = dict(MICRO, n_annotations=4)
 
 
 def untrained(spec, hidden_layers="last"):

@@ -18,8 +18,9 @@ from proteinbert.tokenizer import encode_batch
 from proteinbert.training.finetuning import (
     FinetuneConfig, FinetunedModel, OutputSpec, Stage, build_finetuning_model, finetune_from_backbone,
 )
+from backbone_harness import MICRO
 
-TINY = dict(n_annotations=5, d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4)
+TINY = dict(MICRO, n_annotations=5)
 # Checked before any fixture is built: without the `onnx` extra these tests skip at once.
 needs_onnx = pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("onnx", "tf2onnx", "onnxruntime")),
                                 reason="the onnx extra (onnx, tf2onnx, onnxruntime) is not installed")

@@ -27,6 +27,7 @@ from proteinbert.cli import finetune as finetune_cli
 from proteinbert.cli import pretrain as pretrain_cli
 from proteinbert.cli import set_test_set as test_set_cli
 from proteinbert.errors import FormatError, InputError, OutOfSpaceError, OutputBusyError
+from backbone_harness import MICRO
 from conftest import free_ports
 from test_output_safety import OBO, create_argv, hold_lock, snapshot
 
@@ -222,7 +223,7 @@ def test_a_save_that_cannot_fit_is_refused_before_writing(tmp_path, monkeypatch)
     assert os.listdir(tmp_path / "run") == []
 
 
-ARCH = dict(d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4)
+ARCH = dict(MICRO)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from backbone_harness import tiny_backbone
+from backbone_harness import MICRO, tiny_backbone
 from proteinbert.errors import FormatError, InputError
 from proteinbert.training.finetuning import FinetuneConfig, OutputSpec, Stage, finetune_from_backbone
 
@@ -141,7 +141,7 @@ def test_the_finetune_command_continues_a_stopped_run_and_then_deletes_its_check
         pd.DataFrame({"seq": seqs, "label": labels}).to_csv(paths[-1], index=False)
     ckpt, out, log = tmp_path / "ckpt", tmp_path / "model", tmp_path / "epochs.csv"
     args = ["--train", str(paths[0]), "--valid", str(paths[1]), "--from-scratch", "--architecture",
-            json.dumps(dict(n_annotations=4, d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4)),
+            json.dumps(dict(MICRO, n_annotations=4)),
             "--run-eagerly", "--stage", "frozen:1e-2:1:frozen:32:8", "--stage", "unfrozen:1e-3:2:unfrozen:32:8",
             "--checkpoint-dir", str(ckpt), "--csv-log", str(log), "--out", str(out)]
 

@@ -10,8 +10,9 @@ from conftest import require_shared
 from proteinbert.cli.finetune import main as finetune_main
 from proteinbert.cli.predict import main as predict_main
 from proteinbert.training.finetuning import FinetunedModel
+from backbone_harness import MICRO
 
-TINY_ARCH = json.dumps(dict(n_annotations=4, d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4))
+TINY_ARCH = json.dumps(dict(MICRO, n_annotations=4))
 QUICK_STAGES = ["--stage", "frozen:1e-2:1:frozen:64:16", "--stage", "unfrozen:1e-3:1:unfrozen:64:16"]
 
 

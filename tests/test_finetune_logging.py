@@ -11,8 +11,9 @@ import pytest
 
 from proteinbert.cli.finetune import build_parser
 from proteinbert.cli.finetune import main as finetune_main
+from backbone_harness import MICRO
 
-TINY_ARCH = json.dumps(dict(n_annotations=4, d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4))
+TINY_ARCH = json.dumps(dict(MICRO, n_annotations=4))
 # Three stages as in the 2021 schedule: frozen (head on cached features), unfrozen, final at a longer length.
 STAGES = ["--stage", "frozen:1e-2:2:frozen:32:8", "--stage", "unfrozen:1e-3:2:unfrozen:32:8",
           "--stage", "final:1e-4:1:unfrozen:64:4"]
@@ -137,7 +138,7 @@ def test_api_config_logs_a_per_residue_categorical_run(tmp_path):
     from proteinbert.model import ProteinBertBackbone
     from proteinbert.training.finetuning import FinetuneConfig, OutputSpec, Stage, finetune_from_backbone
 
-    backbone = ProteinBertBackbone(n_annotations=3, d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4)
+    backbone = ProteinBertBackbone(n_annotations=3, **MICRO)
     rng = np.random.default_rng(1)
     seqs = ["".join(rng.choice(list("ACDEFGHIK"), size=int(rng.integers(8, 20)))) for _ in range(12)]
     labels = ["".join(rng.choice(list("abc"), size=len(s))) for s in seqs]

@@ -11,8 +11,9 @@ from proteinbert.training.finetuning import (
     DEFAULT_STAGES, EncodedSet, FinetuneConfig, FinetunedModel, OutputSpec, Stage, _tf_dataset, bucket_length,
     build_finetuning_model, default_stages, encode_labels, finetune_from_backbone, length_batches, parse_stage,
 )
+from backbone_harness import MICRO
 
-TINY = dict(d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4)
+TINY = dict(MICRO)
 # Eager mode: for a few tiny batches, graph tracing would cost more than the training itself.
 QUICK = FinetuneConfig(stages=(Stage("frozen", 1e-2, 1, False, 64, 16), Stage("unfrozen", 1e-3, 1, True, 64, 16)),
                        run_eagerly=True)

@@ -11,6 +11,7 @@ import pytest
 
 from proteinbert.model import ProteinBertBackbone
 from proteinbert.training.finetuning import MODEL_FILE, FinetuneConfig, OutputSpec, Stage, finetune_from_backbone
+from backbone_harness import MICRO
 
 SEQS = ["MKVLAAGIVGLLLA", "MSTNPKPQRKTKRNTNRRPQDVKFPGG", "MAAAKKLLLVVV", "MKKLLPTAAAGLLLLAAQPAMA"] * 4
 LABELS = [1, 0, 1, 0] * 4
@@ -28,7 +29,7 @@ print("RESULT", type(model.optimizer).__name__, json.dumps(np.asarray(model(
 
 @pytest.fixture(scope="module")
 def finetuned(tmp_path_factory):
-    backbone = ProteinBertBackbone(n_annotations=4, d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4)
+    backbone = ProteinBertBackbone(n_annotations=4, **MICRO)
     config = FinetuneConfig(stages=(Stage("only", 1e-2, 1, True, 64, 16),), run_eagerly=True)
     model = finetune_from_backbone(backbone, OutputSpec("global", "binary"), SEQS, LABELS, config=config)
     path = model.save(tmp_path_factory.mktemp("ft") / "model")

@@ -13,6 +13,7 @@ import os
 import pytest
 
 from conftest import REPO, require_shared
+from backbone_harness import MICRO
 
 nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("nbclient")
@@ -126,7 +127,7 @@ def test_describe_model_never_passes_a_test_model_off_as_the_released_one(tools,
     _, inputs_module = tools
     from proteinbert.model import ProteinBertBackbone
 
-    tiny = ProteinBertBackbone(n_annotations=4, d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4)
+    tiny = ProteinBertBackbone(n_annotations=4, **MICRO)
     assert "randomly initialised" in inputs_module.describe_model(tiny, None)
     line = inputs_module.describe_model(tiny, tmp_path / "epoch_92400_sample_23500000.pkl")
     assert "NOT the released ProteinBERT" in line and "d_seq=8" in line

@@ -22,6 +22,7 @@ from proteinbert.cli import pretrain as pretrain_cli
 from proteinbert.cli import set_test_set as test_set_cli
 from proteinbert.errors import OutputBusyError, UsageError
 from proteinbert.io_utils import (atomic_write_path, check_output_path, claim_output, lock_path_for, output_lock)
+from backbone_harness import MICRO
 
 OBO = """format-version: 1.2
 data-version: releases/2000-01-01
@@ -390,7 +391,7 @@ def test_sigterm_stops_pretraining_with_a_final_save(tmp_path):
             os.kill(os.getpid(), signal.SIGTERM)
 
     before = signal.getsignal(signal.SIGTERM)
-    result = pretrain(h5, settings, architecture=dict(d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4),
+    result = pretrain(h5, settings, architecture=dict(MICRO),
                       step_hook=sigterm_at_2)
     assert result.stopped == "interrupted" and result.step == 3
     save = checkpoints.latest_save(out)

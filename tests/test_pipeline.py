@@ -10,8 +10,9 @@ from proteinbert.errors import InputError
 from proteinbert.pipeline import PipelineSettings, run_pipeline
 
 from conftest import REPO, SHARED_DATA
+from backbone_harness import tiny_sizes
 
-TINY = dict(d_seq=16, d_global=32, n_blocks=1, n_heads=2, d_key=8, episodes=((64, 8), (128, 4)),
+TINY = dict(tiny_sizes(n_blocks=1), episodes=((64, 8), (128, 4)),
             steps_per_episode=2, steps_per_epoch=2, pretrain_epochs=2, holdout_records=60, finetune_epochs=1,
             membrane_train_records=80, signalp_train_records=60, signalp_test_records=40)
 

@@ -19,8 +19,9 @@ from proteinbert.training.pretraining import PretrainingSettings, pretrain
 
 from conftest import REPO
 from pretraining_h5 import read_sp2014, write_pretraining_h5
+from backbone_harness import tiny_sizes
 
-ARCH = dict(d_seq=16, d_global=32, n_blocks=1, n_heads=2, d_key=8)
+ARCH = tiny_sizes(n_blocks=1)
 EPISODES = ((32, 8), (64, 4))
 RELEASE = "releases/2019-01-27"
 OBO = REPO / "data" / "go-2019-01-27.obo.gz"

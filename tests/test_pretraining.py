@@ -21,8 +21,9 @@ from proteinbert.weights import read_pkl, released_weight_names, write_pkl
 
 from conftest import REPO, free_ports, require_shared
 from pretraining_h5 import read_sp2014, write_pretraining_h5
+from backbone_harness import tiny_sizes
 
-ARCH = dict(d_seq=16, d_global=32, n_blocks=1, n_heads=2, d_key=8)
+ARCH = tiny_sizes(n_blocks=1)
 DATA = PretrainingDataSettings(episodes=((32, 8), (64, 4)), steps_per_episode=3, chunk_size=64,
                                holdout_records=40, seed=3)
 
@@ -357,7 +358,7 @@ _REPLICA_SCRIPT = textwrap.dedent("""
     s = PretrainingSettings(output_dir=out, data=data, steps_per_epoch=3, max_epochs=2, save_every_epochs=1,
                             progress=False, tensorboard=False, learning_rate=1e-3)
     r = pretrain(h5, s, init_weights=init, strategy=strategy,
-                 architecture=dict(d_seq=16, d_global=32, n_blocks=1, n_heads=2, d_key=8))
+                 architecture=tiny_sizes(n_blocks=1))
     print("RESULT", json.dumps({"replicas": strategy.num_replicas_in_sync, "losses": r.step_losses}))
 """)
 

@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from backbone_harness import MICRO
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 NEEDS_RELEASED = "# needs the released weights"
 RELEASED_WEIGHTS = os.environ.get("PROTEINBERT_WEIGHTS")  # as set by the user, before any test
 
-TINY_ARCH = dict(n_annotations=8, d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4)
+TINY_ARCH = dict(MICRO, n_annotations=8)
 # Appended to the quickstart's `proteinbert finetune` line: the 2021 schedule, one epoch a stage, short.
 QUICK_FINETUNE_FLAGS = ["--max-epochs", "1", "--seq-len", "64", "--batch-size", "16", "--final-seq-len", "128",
                         "--run-eagerly", "-q"]

@@ -6,9 +6,10 @@ import pytest
 
 from proteinbert.cli import embed, finetune
 from proteinbert.cli.main import COMMANDS
+from backbone_harness import MICRO
 
 BAD_FASTA = ">P1\nMKVLAAGIVG\n>P2\nMK1VL*AG\n"
-TINY = json.dumps(dict(n_annotations=4, d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4))
+TINY = json.dumps(dict(MICRO, n_annotations=4))
 
 
 @pytest.mark.parametrize("command", ["create-dataset", "embed", "finetune", "predict", "predict-go"])

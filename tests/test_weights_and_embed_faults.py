@@ -15,8 +15,9 @@ from proteinbert.cli import predict as predict_cli
 from proteinbert.errors import WeightsError
 from proteinbert.io_utils import lock_path_for
 from proteinbert.weights import ReleasedWeights, read_pkl, write_pkl
+from backbone_harness import MICRO
 
-TINY = dict(n_annotations=6, d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4)
+TINY = dict(MICRO, n_annotations=6)
 WQ = 3 + 14  # index of the first block's Wq in the released order
 
 
