@@ -2,7 +2,7 @@
 
 ``dataset`` builds the pretraining HDF5, ``pretrain`` pretrains (resuming an interrupted run), and
 ``step_task`` fine-tunes the pretrained and a from-scratch model on one task and tests both. The
-report is :mod:`proteinbert.pipeline_report`; :func:`proteinbert.pipeline.run_pipeline` runs them all.
+report is :mod:`proteinbert.pipeline.report`; :func:`proteinbert.pipeline.run_pipeline` runs them all.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .io_utils import atomic_write_path
-from .pipeline_settings import VARIANTS, PipelineSettings
-from .pipeline_tasks import TaskData, membrane_task, signalp_task
+from ..errors import InputError
+from ..io_utils import atomic_write_path
+from .settings import VARIANTS, PipelineSettings
+from .tasks import TaskData, membrane_task, signalp_task
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def _should_run(settings: PipelineSettings, step: str, result: Path) -> bool:
 # -- 1. dataset -------------------------------------------------------------------------------
 
 def step_dataset(settings: PipelineSettings) -> dict:
-    from .data.dataset_builder import DatasetSettings, build_dataset
+    from ..data.dataset_builder import DatasetSettings, build_dataset
 
     path = settings.dataset_path
     summary_path = settings.output_dir / "dataset.json"
@@ -72,9 +72,9 @@ def step_dataset(settings: PipelineSettings) -> dict:
 # -- 2. pretraining ---------------------------------------------------------------------------
 
 def step_pretrain(settings: PipelineSettings) -> dict:
-    from .data.pretraining_batches import PretrainingDataSettings
-    from .training import checkpoints
-    from .training.pretraining import PretrainingSettings, pretrain
+    from ..data.pretraining_batches import PretrainingDataSettings
+    from ..training import checkpoints
+    from ..training.pretraining import PretrainingSettings, pretrain
 
     out = settings.pretrain_dir
     marker = _done_marker(out)
@@ -109,8 +109,8 @@ def step_pretrain(settings: PipelineSettings) -> dict:
 # -- 3./4. fine-tuning tasks ------------------------------------------------------------------
 
 def _finetune_and_test(task: TaskData, backbone, settings: PipelineSettings, frozen_stage: bool) -> dict:
-    from .training.evaluation import evaluate_by_len
-    from .training.finetuning import FinetuneConfig, OutputSpec, default_stages, finetune_from_backbone
+    from ..training.evaluation import evaluate_by_len
+    from ..training.finetuning import FinetuneConfig, OutputSpec, default_stages, finetune_from_backbone
 
     spec = OutputSpec("global", "binary")
     stages = default_stages(seq_len=512, batch_size=32, max_epochs=settings.finetune_epochs,
@@ -131,9 +131,9 @@ def _finetune_and_test(task: TaskData, backbone, settings: PipelineSettings, fro
 def step_task(settings: PipelineSettings, task_name: str) -> dict | None:
     import keras
 
-    from .model.backbone import ProteinBertBackbone
-    from .training import checkpoints
-    from .weights.released import backbone_from_released
+    from ..model.backbone import ProteinBertBackbone
+    from ..training import checkpoints
+    from ..weights.released import backbone_from_released
 
     out = settings.task_dir(task_name)
     marker = _done_marker(out)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from .errors import InputError
+from ..errors import InputError
 
 FORMATS = ("h5", "npz", "npy-dir")
 #: ``EmbeddingSettings.pool`` values: the per-protein vectors asked for ("both": protein and mean_residue).

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError
-from .presets import PRESETS
+from ..errors import InputError
+from ..presets import PRESETS
 
 STEPS = ("dataset", "pretrain", "membrane", "signalp", "report")
 MEMBRANE = "GO:0016020"

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError
-from .pipeline_settings import PipelineSettings
+from ..errors import InputError
+from .settings import PipelineSettings
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class TaskData:
 
 def membrane_task(settings: PipelineSettings) -> TaskData:
     """Labels from the dataset's propagated annotations; test = the pretraining hold-out."""
-    from .data.h5dataset import PretrainingDataset
+    from ..data.h5dataset import PretrainingDataset
 
     with PretrainingDataset(settings.dataset_path) as ds:
         if settings.go_term not in ds.annotations:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding_layout import ATTRS_FILE, H5_DATASETS, INDEX_FILE, NPY_SUFFIXES, VECTORS, file_stems, output_kind
-from .errors import InputError, UsageError
+from .layout import ATTRS_FILE, H5_DATASETS, INDEX_FILE, NPY_SUFFIXES, VECTORS, file_stems, output_kind
+from ..errors import InputError, UsageError
 
 
 def _attr(value):
@@ -155,7 +155,7 @@ class EmbeddingWriter:
 
     def abort(self) -> None:
         """Close after a failure without raising: the caller deletes the file and reports the first error."""
-        from .io_utils import abort_h5
+        from ..io_utils import abort_h5
 
         abort_h5(self.h5)
 
@@ -259,7 +259,7 @@ def writing_embeddings(path, format: str, ids, lengths, widths: dict, attrs: dic
     output's lock (``io_utils.output_lock``) and has checked the path (``io_utils.check_output_path``).
     A write that cannot fit is refused before it starts (HDF5 cannot recover from a failed write).
     """
-    from .io_utils import atomic_write_path, remove_stale_partials, require_space
+    from ..io_utils import atomic_write_path, remove_stale_partials, require_space
 
     kind = output_kind(format)
     unknown = sorted(set(widths) - set(VECTORS))

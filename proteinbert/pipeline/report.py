@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._numbers import finite_float
-from .io_utils import atomic_write_path
-from .pipeline_settings import VARIANTS, PipelineSettings
+from .._numbers import finite_float
+from ..io_utils import atomic_write_path
+from .settings import VARIANTS, PipelineSettings
 
 #: A metric counts as beating its baseline only when above it by at least this much (differences
 #: below it are within the noise of a few hundred held-out proteins).
@@ -26,7 +26,7 @@ BEATEN_KEYS = ("eval_corrupted_accuracy", "eval_go_auc_macro", "eval_go_auc_micr
 def _heldout_rows() -> tuple:
     """(label, history key, baseline label, baseline: history key, constant or None) of the
     report's pretraining table."""
-    from .training.pretraining_metrics import MACRO_AUC_BASELINE
+    from ..training.pretraining_metrics import MACRO_AUC_BASELINE
 
     return (
         ("accuracy at corrupted positions", "eval_corrupted_accuracy", "most frequent token",
@@ -83,7 +83,7 @@ def pretraining_table(first: dict, last: dict) -> list[str]:
 
 
 def _write_plots(settings: PipelineSettings, history: list, tasks: dict) -> None:
-    from .plots import plot_pretraining_history, roc_comparison_figure, save_figure
+    from ..plots import plot_pretraining_history, roc_comparison_figure, save_figure
 
     plots = settings.output_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)

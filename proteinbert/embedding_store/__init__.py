@@ -33,18 +33,18 @@ Only the vectors that were asked for are present. Writing goes to a temporary na
 renamed when complete (:func:`writing_embeddings`).
 
 The parts live in one module each (this module keeps their names importable from here):
-:mod:`.embedding_layout` (the names and files above, ``file_stems``), :mod:`.embedding_writers`
-(the writers, the space they need, :func:`writing_embeddings`) and :mod:`.embedding_readers`
+:mod:`.layout` (the names and files above, ``file_stems``), :mod:`.writers`
+(the writers, the space they need, :func:`writing_embeddings`) and :mod:`.readers`
 (:func:`read_embeddings`, :func:`embeddings_format`).
 """
 
 from __future__ import annotations
 
-from .embedding_layout import (
+from .layout import (
     ATTRS_FILE, FORMATS, H5_DATASETS, INDEX_FILE, NPY_SUFFIXES, POOLS, VECTORS, file_stems, output_kind,
 )
-from .embedding_readers import embeddings_format, read_embeddings
-from .embedding_writers import (
+from .readers import embeddings_format, read_embeddings
+from .writers import (
     EmbeddingWriter, NpyDirWriter, NpzWriter, check_output_for_format, estimated_size, required_space,
     writing_embeddings,
 )

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding_layout import ATTRS_FILE, H5_DATASETS, INDEX_FILE, VECTORS
-from .errors import FormatError
+from .layout import ATTRS_FILE, H5_DATASETS, INDEX_FILE, VECTORS
+from ..errors import FormatError
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 

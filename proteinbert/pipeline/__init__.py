@@ -18,9 +18,9 @@ Every step writes into ``output_dir`` and is skipped when its result is already 
 names steps to run again). Interrupted pretraining resumes from its last save.
 
 The parts live in one module each (this module runs them, and keeps their names importable from
-here): :mod:`.pipeline_settings` (the settings, where results go), :mod:`.pipeline_tasks` (the
-fine-tuning tasks' records), :mod:`.pipeline_steps` (the steps but the report) and
-:mod:`.pipeline_report` (``report.md``, its plots and the pretraining verdict).
+here): :mod:`.settings` (the settings, where results go), :mod:`.tasks` (the
+fine-tuning tasks' records), :mod:`.steps` (the steps but the report) and
+:mod:`.report` (``report.md``, its plots and the pretraining verdict).
 
 >>> settings = PipelineSettings(output_dir="outputs", pretrain_epochs=1)  # doctest: +SKIP
 >>> run_pipeline(settings)  # doctest: +SKIP
@@ -33,10 +33,10 @@ import time
 from dataclasses import asdict
 
 # The parts, one module each; their names stay importable from here.
-from .pipeline_report import BEAT_MARGIN, BEATEN_KEYS, pretraining_table, pretraining_verdict, step_report
-from .pipeline_settings import MEMBRANE, STEPS, VARIANTS, PipelineSettings
-from .pipeline_steps import _write_json, step_dataset, step_pretrain, step_task
-from .pipeline_tasks import TaskData, membrane_task, signalp_task
+from .report import BEAT_MARGIN, BEATEN_KEYS, pretraining_table, pretraining_verdict, step_report
+from .settings import MEMBRANE, STEPS, VARIANTS, PipelineSettings
+from .steps import _write_json, step_dataset, step_pretrain, step_task
+from .tasks import TaskData, membrane_task, signalp_task
 
 logger = logging.getLogger(__name__)
 
