@@ -20,6 +20,9 @@ from .errors import InputError
 #: The released weights file (ProteinBERT 2021). Its checksum was never published with it.
 RELEASED_WEIGHTS_FILE = "epoch_92400_sample_23500000.pkl"
 
+#: Presets with published weights, and their file (found where the released file is looked for).
+PRESET_WEIGHTS = MappingProxyType({"released": RELEASED_WEIGHTS_FILE})
+
 #: Backbone keyword arguments that describe an architecture (what a caller may set).
 ARCHITECTURE_KEYS = ("n_annotations", "vocab_size", "d_seq", "d_global", "n_blocks", "n_heads", "d_key",
                      "conv_kernel_size", "wide_conv_dilation_rate", "activation", "attention_mask")
@@ -43,4 +46,4 @@ def preset(name: str, **overrides) -> dict:
     return {**PRESETS[name], **overrides}
 
 
-__all__ = ["ARCHITECTURE_KEYS", "PRESETS", "RELEASED_WEIGHTS_FILE", "preset"]
+__all__ = ["ARCHITECTURE_KEYS", "PRESETS", "PRESET_WEIGHTS", "RELEASED_WEIGHTS_FILE", "preset"]

@@ -40,6 +40,20 @@ def test_explicit_path_then_environment_then_home(home, tmp_path, monkeypatch):
     assert resolve_weights(save_dir) == save_dir
 
 
+def test_a_preset_name_finds_its_published_weights(home, tmp_path, monkeypatch):
+    named = put(tmp_path / "env.pkl")
+    monkeypatch.setenv("PROTEINBERT_WEIGHTS", str(named))  # a preset name is explicit: the variable does not apply
+    with pytest.raises(WeightsError, match=r"the preset 'released'.*Download the released file"):
+        resolve_weights("released")
+    released = put(home / "proteinbert_models" / RELEASED_WEIGHTS_FILE)
+    assert resolve_weights("released") == released
+    with pytest.raises(WeightsError, match=r"the preset 'tiny' has no published weights.*preset\('tiny'\)"):
+        resolve_weights("tiny")
+    monkeypatch.chdir(tmp_path)
+    local = put(tmp_path / "tiny")  # a file of that name is a path, not the preset
+    assert resolve_weights("tiny").resolve() == local
+
+
 @pytest.mark.parametrize("where", ["explicit", "env", "home"])
 def test_one_clear_error_saying_where_to_download(home, tmp_path, monkeypatch, where):
     put(home / "proteinbert_models" / RELEASED_WEIGHTS_FILE)  # a default that must not be used instead
@@ -65,6 +79,7 @@ def test_load_backbone_and_the_2021_loader_find_the_default_file(home, fixtures_
     target.parent.mkdir()
     shutil.copy(fixtures_dir / "small_lamb.pkl", target)
     assert load_backbone().n_annotations == 50
+    assert load_backbone("released").n_annotations == 50
     generator, encoder = load_pretrained_model()
     assert generator.n_annotations == 50 == encoder.n_annotations
     monkeypatch.setenv("PROTEINBERT_WEIGHTS", str(home / "absent.pkl"))

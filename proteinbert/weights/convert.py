@@ -27,8 +27,9 @@ def load_backbone(path=None, dtype=None, architecture: dict | None = None) -> Pr
     """Open a backbone from ``.pkl``, ``.keras``, (with ``architecture``) ``.weights.h5``, or a
     pretraining save directory (``epoch_E_sample_S/``, which holds ``epoch_E_sample_S.pkl``).
 
-    ``path=None``: ``$PROTEINBERT_WEIGHTS``, else ``~/proteinbert_models/`` (see
-    :func:`~proteinbert.weights.locate.resolve_weights`)."""
+    ``path`` may also name a preset with published weights (``load_backbone("released")``: the
+    released file in ``~/proteinbert_models/``). ``path=None``: ``$PROTEINBERT_WEIGHTS``, else that
+    file (see :func:`~proteinbert.weights.locate.resolve_weights`)."""
     from ..hardware import guard_onednn_concurrency
 
     guard_onednn_concurrency()  # often a script's first TensorFlow work (see its docstring)

@@ -1,6 +1,7 @@
 """Where the pretrained weights are: one rule for every command and function.
 
-1. an explicit path (a command's ``--weights``, a function's argument);
+1. an explicit path (a command's ``--weights``, a function's argument), or the name of a preset
+   with published weights (``"released"``: the released file in ``~/proteinbert_models/``);
 2. else the ``PROTEINBERT_WEIGHTS`` environment variable;
 3. else the released file in ``~/proteinbert_models/``.
 
@@ -14,14 +15,13 @@ import os
 from pathlib import Path
 
 from ..errors import InputError, WeightsError
-from ..presets import RELEASED_WEIGHTS_FILE
+from ..presets import PRESET_WEIGHTS, PRESETS, RELEASED_WEIGHTS_FILE
 
 WEIGHTS_ENV_VAR = "PROTEINBERT_WEIGHTS"
 DEFAULT_WEIGHTS_DIR = "~/proteinbert_models"
 DOWNLOAD_URL = "ftp://ftp.cs.huji.ac.il/users/nadavb/protein_bert/"
 
 
-#: Weights file formats, by extension (the format of a file is chosen by its name).
 #: Weights file formats; a file's format is read from its name.
 FORMATS = (".pkl", ".keras", ".weights.h5")
 
@@ -47,7 +47,8 @@ def _not_found(path: Path, source: str) -> WeightsError:
 
 
 def resolve_weights(path=None) -> Path:
-    """The weights to open: ``path`` if given, else ``$PROTEINBERT_WEIGHTS``, else the default file.
+    """The weights to open: ``path`` if given (a path, or a preset name such as ``"released"``), else
+    ``$PROTEINBERT_WEIGHTS``, else the default file.
 
     The result exists (a file, or a pretraining save directory); the first rule that applies
     decides, so a wrong explicit path or variable is an error rather than a silent fallback.
@@ -63,7 +64,14 @@ def resolve_weights(path=None) -> Path:
     ...
     proteinbert.errors.WeightsError: ProteinBERT weights not found at ...absent.pkl (the path given). ...
     """
-    if path is not None and str(path) != "":
+    if path is not None and str(path) in PRESETS and not Path(path).exists():
+        if str(path) not in PRESET_WEIGHTS:
+            raise WeightsError(f"the preset {str(path)!r} has no published weights (presets with weights: "
+                               f"{', '.join(PRESET_WEIGHTS)}); ProteinBertBackbone(**preset({str(path)!r})) builds it "
+                               "untrained")
+        candidate = Path(DEFAULT_WEIGHTS_DIR).expanduser() / PRESET_WEIGHTS[str(path)]
+        source = f"the preset {str(path)!r}"
+    elif path is not None and str(path) != "":
         candidate, source = Path(path).expanduser(), "the path given"
     elif os.environ.get(WEIGHTS_ENV_VAR):
         candidate, source = Path(os.environ[WEIGHTS_ENV_VAR]).expanduser(), f"${WEIGHTS_ENV_VAR}"
