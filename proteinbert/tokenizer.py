@@ -165,7 +165,10 @@ def encode_batch(seqs: Sequence, seq_len: int | None = None) -> np.ndarray:
     """Encode several sequences into one ``(n, seq_len)`` int32 array padded with ``<PAD>``.
 
     ``seq_len`` defaults to the longest sequence + 2. A sequence that does not fit raises
-    :class:`InputError` (crop explicitly with :func:`crop` if that is what you want).
+    :class:`InputError`: crop explicitly first (``s[:seq_len - 2]``) if that is what you want.
+
+    >>> encode_batch(["MK", "M"]).tolist()
+    [[23, 10, 8, 24], [23, 10, 24, 25]]
     """
     if isinstance(seqs, (str, bytes)):
         raise TypeError("seqs must be a sequence of sequences, not a single str/bytes")
