@@ -160,7 +160,8 @@ def step_task(settings: PipelineSettings, task_name: str) -> dict | None:
         r = _finetune_and_test(task, backbone, settings, frozen_stage=(variant == "pretrained"))
         r["model"].save(out / f"model_{variant}", overwrite=True)
         r["evaluation"].write_predictions(out / f"test_predictions_{variant}.csv")
-        np.savez(settings.roc_path(task_name, variant), probs=r["probs"], labels=r["labels"])
+        with atomic_write_path(settings.roc_path(task_name, variant)) as tmp:  # ends in .npz: savez adds none
+            np.savez(tmp, probs=r["probs"], labels=r["labels"])
         results[variant] = {"auc": r["auc"], "train_seconds": r["train_seconds"],
                             "by_length": r["evaluation"].results.to_dict(orient="records"),
                             "stages": r["stages"]}
