@@ -351,6 +351,7 @@ _REPLICA_SCRIPT = textwrap.dedent("""
     else:
         strategy = tf.distribute.get_strategy()
     sys.path.insert(0, os.path.join(sys.argv[5], "tests"))
+    from backbone_harness import tiny_sizes
     from proteinbert.data.pretraining_batches import PretrainingDataSettings
     from proteinbert.training.pretraining import PretrainingSettings, pretrain
     data = PretrainingDataSettings(episodes=((32, 8), (64, 4)), steps_per_episode=3, chunk_size=64,
