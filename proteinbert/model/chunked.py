@@ -8,6 +8,10 @@ accumulated chunk by chunk (the running-maximum form of softmax). So each block 
 windows of ``chunk_length`` positions plus a halo of neighbours on each side, and only the block's
 input and output states are ever held whole. The result equals the ordinary forward pass up to
 float rounding (tested); it is meant for inference on long proteins, not for training.
+
+Unlike the rest of :mod:`proteinbert.model` (Keras ops only, any Keras backend), this module is
+written for TensorFlow: its per-chunk steps are ``tf.function``\s traced once for every length,
+which is what keeps long inputs cheap. It needs the TensorFlow backend, the package's own.
 """
 
 from __future__ import annotations
