@@ -186,7 +186,8 @@ def selected(settings: SuiteSettings) -> list[Benchmark]:
 
 
 def run_benchmark(bench: Benchmark, settings: SuiteSettings, checkpoint_dir=None) -> dict:
-    """Fine-tune and evaluate one benchmark; returns one table row."""
+    """Fine-tune and evaluate one benchmark; returns one table row. With ``checkpoint_dir`` the
+    fine-tuning is saved there after every epoch, and a run saved there is continued."""
     data_dir = Path(settings.data_dir)
     started = time.perf_counter()
     row = dict(benchmark=bench.name,
@@ -220,9 +221,9 @@ def run_benchmark(bench: Benchmark, settings: SuiteSettings, checkpoint_dir=None
 
     keras.utils.set_random_seed(settings.seed)
     backbone = starting_backbone(settings.weights, settings.architecture)
+    config = replace(settings.config, seed=settings.seed, checkpoint_dir=checkpoint_dir)
     model = finetune_from_backbone(backbone, spec, train.seqs, train.labels, valid.seqs, valid.labels,
-                                   config=replace(settings.config, seed=settings.seed,
-                                                  checkpoint_dir=checkpoint_dir), hidden_layers=settings.hidden_layers,
+                                   config=config, hidden_layers=settings.hidden_layers,
                                    train_row_ids=train.row_ids, valid_row_ids=valid.row_ids)
     evaluation = evaluate_by_len(model, test.seqs, test.labels, row_ids=test.row_ids,
                                  crop_len=settings.config.crop_len)
