@@ -158,6 +158,7 @@ class FinetuneCheckpoint:
     def __init__(self, directory, fingerprint: str):
         self.directory = Path(directory)
         self.fingerprint = fingerprint
+        self._step: str | None = None  # the step folder state.json names (set by load and save)
 
     @property
     def state_path(self) -> Path:
@@ -181,6 +182,7 @@ class FinetuneCheckpoint:
                              "another checkpoint folder, or delete that one to start over")
         if not step_dir.is_dir():
             raise FormatError(f"the checkpoint's arrays ({step_dir.name}) are missing", self.state_path)
+        self._step = state["step"]
         resume = Resume(state, step_dir)
         logger.info("continuing the fine-tuning saved in %s: stage %d, epoch %d", self.directory,
                     resume.next_stage + 1, resume.next_epoch + 1)
@@ -192,9 +194,11 @@ class FinetuneCheckpoint:
         """Write the state reached (``next_stage``/``next_epoch``: 0-based, what runs next)."""
         from ..io_utils import atomic_write_path
 
-        previous = self._current_step()
+        previous = self._step
         step = f"step-{0 if previous is None else int(previous.split('-')[1]) + 1}"
         best = None if early_stopping is None else early_stopping.best_weights
+        # A folder of this name that state.json does not name was left by a run killed mid-save.
+        shutil.rmtree(self.directory / step, ignore_errors=True)
         with atomic_write_path(self.directory / step, suffix="") as tmp:
             tmp = Path(tmp)
             tmp.mkdir()
@@ -214,18 +218,9 @@ class FinetuneCheckpoint:
                                     early_stopping_best_weights=best is not None))
         with atomic_write_path(self.state_path) as tmp:
             Path(tmp).write_text(json.dumps(state))
+        self._step = step
         if previous is not None:
             shutil.rmtree(self.directory / previous, ignore_errors=True)
-
-    def _current_step(self) -> str | None:
-        try:
-            return json.loads(self.state_path.read_text())["step"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-    def remove(self) -> None:
-        """Delete the folder (once the run's results are safe elsewhere)."""
-        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def _save_arrays(path: Path, values) -> None:
