@@ -19,7 +19,7 @@ from ._import_hooks import around_first_import
 logger = logging.getLogger(__name__)
 
 #: The modules whose classes a saved proteinbert model refers to.
-KERAS_MODULES = ("proteinbert.model", "proteinbert.training.optim")
+KERAS_MODULES = ("proteinbert.model", "proteinbert.training.finetuned_network", "proteinbert.training.optim")
 
 
 def register_keras_objects() -> None:

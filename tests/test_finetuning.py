@@ -337,7 +337,11 @@ def test_default_padding_is_fixed_and_predictions_follow_training():
     default = np.concatenate(fm.predict(seqs[48:]))
     np.testing.assert_array_equal(default, np.concatenate(fm.predict(seqs[48:], padding="fixed", seq_len=64)))
     assert np.abs(default - np.concatenate(fm.predict(seqs[48:], padding="bucket"))).max() > 1e-4
-    assert FinetunedModel(fm.model, fm.spec).training_padding == ("fixed", 512)  # no metadata: as 2021
+    assert FinetunedModel(fm.model, fm.spec).training_padding == ("fixed", 64)  # no metadata: the model's own
+    import keras
+
+    plain = keras.Model(fm.model.inputs, fm.model.outputs)  # a model saved by an earlier version
+    assert FinetunedModel(plain, fm.spec).training_padding == ("fixed", 512)  # knows nothing: as 2021
 
 
 @pytest.mark.slow

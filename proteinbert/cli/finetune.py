@@ -12,6 +12,7 @@ import contextlib
 import sys
 from pathlib import Path
 
+from ..data.batching import PADDINGS
 from ..errors import InputError
 from ..io_utils import claim_output
 from ._common import add_unknown_residues_argument
@@ -125,7 +126,7 @@ def _add_schedule(p) -> None:
                    help="model length of the final stage (default: %(default)s)")
     s.add_argument("--final-lr", type=positive_float, default=1e-5,
                    help="learning rate of the final stage (default: %(default)g)")
-    s.add_argument("--padding", choices=("fixed", "bucket"), default="fixed",
+    s.add_argument("--padding", choices=PADDINGS, default="fixed",
                    help="fixed (default): every batch padded to the stage's seq-len, as in 2021; bucket: each "
                         "batch to its length bucket, faster on short proteins but less accurate "
                         "(docs/results/finetune_accuracy.md)")

@@ -26,6 +26,16 @@ from ..tokenizer import N_ADDED_TOKENS
 #: which gives the same numbers at a lower cost. One constant, so the two cannot drift apart.
 DEFAULT_PAD_LENGTH = 512
 
+#: How training batches are padded: ``"fixed"`` (2021: to the stage's ``seq_len``) or ``"bucket"``
+#: (to :func:`training_bucket_length`; faster, less accurate). See :func:`length_batches`.
+PADDINGS = ("fixed", "bucket")
+
+
+def check_padding(padding: str) -> None:
+    """Raise :class:`InputError` unless ``padding`` is one of :data:`PADDINGS`."""
+    if padding not in PADDINGS:
+        raise InputError(f"padding must be 'fixed' or 'bucket'. Received: padding={padding!r}")
+
 
 def bucket_length(n_tokens: int, min_step: int = 8, steps_per_octave: int = 16, min_length: int = 0) -> int:
     """Padded length for ``n_tokens`` tokens, a function of ``n_tokens`` alone.
@@ -110,8 +120,7 @@ def length_batches(n_tokens: Sequence[int], seq_len: int, batch_size: int, paddi
     >>> [len(b) for b, L in length_batches([10] * 20, seq_len=64, batch_size=2, token_budget=True)]
     [8, 8, 4]
     """
-    if padding not in ("bucket", "fixed"):
-        raise InputError(f"padding must be 'bucket' or 'fixed'. Received: padding={padding!r}")
+    check_padding(padding)
     n_tokens = np.asarray(n_tokens, dtype=np.int64)
     if padding == "bucket":
         padded = np.array([training_bucket_length(n) for n in n_tokens], dtype=np.int64)

@@ -109,8 +109,12 @@ class FinetuningModelGenerator:
         self.model_weights = model_weights
         self.optimizer_weights = None
         self.virtual_pad_length = virtual_pad_length
-        self.training_padding = ("fixed", 512)  # set by finetune; evaluation pads the same way
         self._model = None
+
+    @property
+    def training_padding(self) -> tuple[str, int]:
+        """``(padding, seq_len)`` the model was fine-tuned with (set by :func:`finetune`; before: fixed, 512)."""
+        return self.model.padding, self.model.seq_len
 
     @property
     def model(self):
@@ -162,7 +166,7 @@ def finetune(model_generator: FinetuningModelGenerator, input_encoder, output_sp
     if valid_seqs is not None:
         valid = _ft.EncodedSet.build(spec, list(valid_seqs), list(valid_labels), A, what="validation set")
     results = _ft.finetune(model, spec, train, valid, config, callbacks=callbacks)
-    model_generator.training_padding = (padding, int(seq_len))
+    model.padding, model.seq_len = padding, int(seq_len)  # evaluation and saved models pad the same way
     return results
 
 

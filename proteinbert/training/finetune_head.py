@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 
 
-from ..errors import InputError
-from .output_spec import OutputSpec, require_label_list
+from .output_spec import OutputSpec
 
 logger = logging.getLogger(__name__)
 
@@ -16,15 +15,17 @@ DEFAULT_VIRTUAL_PAD_LENGTH = None
 
 
 def build_finetuning_model(backbone, spec: OutputSpec, hidden_layers: str = "all", dropout_rate: float = 0.5,
-                           seed: int | None = None, virtual_pad_length: int | None = None):
-    """The backbone's hidden representation + ``Dropout`` + ``Dense`` head, as one Keras model.
+                           seed: int | None = None, virtual_pad_length: int | None = None,
+                           padding: str = "fixed", seq_len: int = 512):
+    """A :class:`~proteinbert.training.finetuned_network.FinetunedProteinBert` on ``backbone``.
 
     ``hidden_layers``: ``"all"`` (2021 concatenation), ``"last"`` (final block) or ``"outputs"``
-    (the pretraining output probabilities). The representation is a nested model named ``"pretrained"`` (freeze it with
-    ``model.get_layer("pretrained").trainable = False``); the head layers are
-    ``"head-dropout"`` and ``"head-dense"``. ``virtual_pad_length`` (None: the backbone's own
-    setting) rebuilds the backbone with that virtual padding (see
+    (the pretraining output probabilities). The representation is a nested model named
+    ``"pretrained"`` (freeze it with ``model.get_layer("pretrained").trainable = False``); the head
+    layers are ``"head-dropout"`` and ``"head-dense"``. ``virtual_pad_length`` (None: the
+    backbone's own setting) rebuilds the backbone with that virtual padding (see
     :func:`~proteinbert.model.with_virtual_padding`); its weights are copied, not shared.
+    ``padding`` / ``seq_len``: the training padding, kept in the model for predictions.
 
     >>> from proteinbert.model import ProteinBertBackbone
     >>> bb = ProteinBertBackbone(n_annotations=3, d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4)
@@ -33,29 +34,13 @@ def build_finetuning_model(backbone, spec: OutputSpec, hidden_layers: str = "all
     >>> m.predict([np.full((2, 9), 25, "int32"), np.zeros((2, 3), "float32")], verbose=0).shape
     (2, 9, 3)
     """
-    import keras
+    from ..model import with_virtual_padding
+    from .finetuned_network import FinetunedProteinBert
 
-    from ..model import hidden_representation_model, with_virtual_padding
-
-    require_label_list(spec)
     if virtual_pad_length is not None:
         backbone = with_virtual_padding(backbone, virtual_pad_length)
-    if not 0 <= dropout_rate < 1:
-        raise InputError(f"dropout_rate must be in [0, 1). Received: dropout_rate={dropout_rate}")
-    track = 0 if spec.level == "local" else 1
-    if hidden_layers == "outputs":
-        # The 2021 generator without a manipulation function: the head sits on the pretraining outputs.
-        rep_tensor = backbone.outputs[track]
-    else:
-        rep_tensor = hidden_representation_model(backbone, hidden_layers).outputs[track]
-    pretrained = keras.Model(backbone.inputs, rep_tensor, name="pretrained")
-    tokens = keras.Input(shape=(None,), dtype="int32", name="input-seq")
-    annotations = keras.Input(shape=(backbone.n_annotations,), dtype="float32", name="input-annotations")
-    rep = pretrained([tokens, annotations])
-    rep = keras.layers.Dropout(dropout_rate, seed=seed, name="head-dropout")(rep)
-    out = keras.layers.Dense(spec.n_outputs, activation=spec.activation, name="head-dense", dtype="float32",
-                             kernel_initializer=keras.initializers.GlorotUniform(seed=seed))(rep)
-    return keras.Model([tokens, annotations], out, name="proteinbert_finetuned")
+    return FinetunedProteinBert(backbone, spec, hidden_layers, dropout_rate, seed=seed, padding=padding,
+                                seq_len=seq_len)
 
 
 def _metrics(spec: OutputSpec):

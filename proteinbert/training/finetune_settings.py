@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..data.batching import DEFAULT_PAD_LENGTH
+from ..data.batching import DEFAULT_PAD_LENGTH, check_padding
 from ..errors import InputError
 
 
@@ -119,8 +119,7 @@ class FinetuneConfig:
         object.__setattr__(self, "stages", tuple(self.stages))
         if not self.stages:
             raise InputError("at least one stage is needed. Received: stages=()")
-        if self.padding not in ("bucket", "fixed"):
-            raise InputError(f"padding must be 'bucket' or 'fixed'. Received: padding={self.padding!r}")
+        check_padding(self.padding)
         for key in ("tensorboard_dir", "csv_log", "checkpoint_dir"):
             if getattr(self, key) is not None:
                 object.__setattr__(self, key, str(getattr(self, key)))  # a Path too; stays JSON-friendly

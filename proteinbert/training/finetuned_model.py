@@ -32,12 +32,20 @@ class FinetunedModel:
     """A Keras fine-tuned model, its :class:`OutputSpec` and metadata; saves as a directory.
 
     The directory holds ``model.keras``, ``output_spec.json``, ``labels.txt`` (one label a line)
-    and ``finetuning.json`` (backbone architecture, hidden layers, stage results).
+    and ``finetuning.json`` (backbone architecture, hidden layers, stage results). The model is a
+    :class:`~proteinbert.training.finetuned_network.FinetunedProteinBert`, which carries its spec
+    and training padding itself: :meth:`load` also opens one saved alone as a ``.keras`` file.
+    Directories written by earlier versions hold a plain Keras model and load as before.
     """
 
     model: object
     spec: OutputSpec
     metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        own = getattr(self.model, "output_spec", None)
+        if own is not None and own != self.spec:
+            raise InputError(f"the model predicts {own}, not {self.spec}")
 
     @property
     def n_annotations(self) -> int:
@@ -49,10 +57,12 @@ class FinetunedModel:
 
     @property
     def training_padding(self) -> tuple[str, int]:
-        """``(padding, seq_len)`` of training (metadata; else fixed padding to 512): predictions' default."""
+        """``(padding, seq_len)`` of training, predictions' default: from the metadata, else the
+        model's own, else (a model of the 2021 layer's kind) fixed padding to 512."""
         config = self.metadata.get("config") or {}
         stages = config.get("stages") or [{}]
-        return config.get("padding", "fixed"), int(stages[0].get("seq_len", 512))
+        padding = config.get("padding", getattr(self.model, "padding", "fixed"))
+        return padding, int(stages[0].get("seq_len", getattr(self.model, "seq_len", 512)))
 
     def predict(self, seqs: Sequence[str], crop_len: int | None = None, padding: str | None = None,
                 seq_len: int | None = None, batch_size: int = 32) -> list:
@@ -101,9 +111,14 @@ class FinetunedModel:
 
     @classmethod
     def load(cls, path) -> "FinetunedModel":
-        from .. import model as _registers_layers  # noqa: F401  (custom layers for deserialisation)
+        """Open a directory written by :meth:`save`, or a ``.keras`` file of a
+        :class:`~proteinbert.training.finetuned_network.FinetunedProteinBert` (no metadata)."""
+        from .. import register_keras_objects
 
+        register_keras_objects()  # the custom classes, for deserialisation
         path = Path(path)
+        if path.is_file():
+            return cls._load_keras_file(path)
         for name in (MODEL_FILE, SPEC_FILE):
             if not (path / name).is_file():
                 raise InputError(f"{path} is not a fine-tuned model directory: {name} is missing")
@@ -125,7 +140,21 @@ class FinetunedModel:
         from ..weights.convert import open_keras_model
 
         model = open_keras_model(path / MODEL_FILE)
+        own = getattr(model, "output_spec", None)
+        if own is not None and own != spec:
+            raise FormatError(f"the model in {MODEL_FILE} predicts {own}, not the {spec} of {SPEC_FILE}", path)
         return cls(model, spec, metadata)
+
+    @classmethod
+    def _load_keras_file(cls, path: Path) -> "FinetunedModel":
+        from ..weights.convert import open_keras_model
+
+        model = open_keras_model(path)
+        spec = getattr(model, "output_spec", None)
+        if spec is None:
+            raise InputError(f"{path} holds a Keras model without an output spec: not a fine-tuned proteinbert "
+                             "model (a fine-tuned model directory holds one in output_spec.json)")
+        return cls(model, spec)
 
 
 def finetune_from_backbone(backbone, spec: OutputSpec, train_seqs, train_labels, valid_seqs=None,
@@ -157,7 +186,8 @@ def finetune_from_backbone(backbone, spec: OutputSpec, train_seqs, train_labels,
             raise InputError("the validation split is empty")
         valid = EncodedSet.build(spec, valid_seqs, valid_labels, A, config.crop_len, valid_row_ids,
                                  "validation set")
-    model = build_finetuning_model(backbone, spec, hidden_layers, dropout_rate, seed=config.seed)
+    model = build_finetuning_model(backbone, spec, hidden_layers, dropout_rate, seed=config.seed,
+                                   padding=config.padding, seq_len=config.stages[0].seq_len)
     results = finetune(model, spec, train, valid, config, callbacks=callbacks)
     metadata = {
         "backbone_architecture": dict(backbone.architecture),
