@@ -139,6 +139,23 @@ def test_verdict_says_so_when_the_baselines_are_beaten():
     assert "no held-out evaluation" in pretraining_verdict({})
 
 
+def test_the_verdict_judges_residues_by_the_best_guess_other_than_the_input(tmp_path):
+    from proteinbert.pipeline import pretraining_verdict, step_report
+
+    history = _history(0.03, 0.8, 0.9)  # plain accuracy at corrupted positions below its baseline
+    for record, recovered in zip(history, (0.08, 0.2)):
+        record.update(eval_corrupted_recovery_accuracy=recovered, eval_corrupted_recovery_baseline=0.1)
+    assert pretraining_verdict(history[-1]).startswith("After pretraining, every held-out metric beats")
+    history[-1]["eval_corrupted_recovery_accuracy"] = 0.105
+    assert "best guess other than the input token 0.105 vs baseline 0.100" in pretraining_verdict(history[-1])
+    settings = PipelineSettings(output_dir=tmp_path, holdout_records=60)
+    pretraining = {"epochs": 2, "samples": 640, "seconds": 12.0, "history": history}
+    report = step_report(settings, {"n_records": 2000, "n_annotations": 57}, pretraining, {"signalp": None}).read_text()
+    assert ("| at corrupted positions, best guess other than the input token | most frequent other token: 0.1000 "
+            "| 0.0800 | 0.1050 |") in report
+    assert "| accuracy at corrupted positions (1234 positions) |" in report  # still shown
+
+
 def test_quiet_turns_the_pipeline_progress_bars_off(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr("proteinbert.pipeline.run_pipeline", lambda settings: seen.append(settings) or {"report": "r.md"})

@@ -157,8 +157,16 @@ def test_metrics_and_baselines_on_a_hand_made_batch():
     assert oracle["eval_corrupted_accuracy"] == 1.0 and oracle["eval_go_auc_micro"] == 1.0
     assert oracle["eval_go_auc_macro"] == 1.0 and oracle["eval_go_auc_micro_baseline"] == 0.75
     assert "eval_go_auc_micro_baseline" not in evaluate_batch(lambda t, a: (onehot(t), go(t)), batch)
+    # the best guess other than the input token: the baseline guesses L (2 of the 4 clean tokens)
+    assert copy["eval_corrupted_recovery_baseline"] == 0.5
+    second = lambda ids: (0.6 * onehot(batch.tokens[:len(ids)]) + 0.4 * onehot(ids)).astype(np.float32)  # noqa: E731
+    knows = evaluate_batch(lambda t, a: (second(batch.token_targets[:len(t)]), go(t)), batch)
+    assert knows["eval_corrupted_accuracy"] == 0.0 and knows["eval_corrupted_recovery_accuracy"] == 1.0
+    guesses_l = evaluate_batch(lambda t, a: (second(np.full_like(t, T["L"])), go(t)), batch)
+    assert guesses_l["eval_corrupted_recovery_accuracy"] == guesses_l["eval_corrupted_recovery_baseline"] == 0.5
     text = describe_heldout(copy)
     assert "accuracy at corrupted positions 0.0000 (most-frequent-token baseline 0.5000, 4 positions)" in text
+    assert "best guess other than the input token" in describe_heldout(knows)
     assert "macro 0.5000 over 2 terms" in text and "label-frequency baseline 0.7500" in text
 
 

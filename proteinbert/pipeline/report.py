@@ -19,8 +19,13 @@ from .settings import VARIANTS, PipelineSettings
 #: below it are within the noise of a few hundred held-out proteins).
 BEAT_MARGIN = 0.01
 
-#: Held-out metrics that must beat their baselines for pretraining to count as having learnt.
-BEATEN_KEYS = ("eval_corrupted_accuracy", "eval_go_auc_macro", "eval_go_auc_micro")
+#: Held-out metrics that must beat their baselines for pretraining to count as having learnt. The
+#: residue metric is the best guess other than the input token at the corrupted positions: there the
+#: plain accuracy stays near its baseline even for a model that learnt a lot (the input token rightly
+#: stays its first guess; see :mod:`proteinbert.training.pretraining_metrics`). Histories written
+#: before that metric existed are judged on the plain accuracy.
+BEATEN_KEYS = ("eval_corrupted_recovery_accuracy", "eval_go_auc_macro", "eval_go_auc_micro")
+_OLD_RESIDUE_KEY = "eval_corrupted_accuracy"
 
 
 def _heldout_rows() -> tuple:
@@ -31,6 +36,8 @@ def _heldout_rows() -> tuple:
     return (
         ("accuracy at corrupted positions", "eval_corrupted_accuracy", "most frequent token",
          "eval_corrupted_unigram_baseline"),
+        ("at corrupted positions, best guess other than the input token", "eval_corrupted_recovery_accuracy",
+         "most frequent other token", "eval_corrupted_recovery_baseline"),
         ("accuracy at uncorrupted positions", "eval_uncorrupted_accuracy", "copying the input", 1.0),
         ("GO AUC, macro", "eval_go_auc_macro", "any constant score", MACRO_AUC_BASELINE),
         ("GO AUC, micro", "eval_go_auc_micro", "label frequencies", "eval_go_auc_micro_baseline"),
@@ -49,8 +56,9 @@ def _fmt(value) -> str:
 
 def pretraining_verdict(record: dict) -> str:
     """One sentence: do the held-out metrics of ``record`` (a history entry) beat their baselines?"""
+    keys = BEATEN_KEYS if BEATEN_KEYS[0] in record else (_OLD_RESIDUE_KEY, *BEATEN_KEYS[1:])
     checks = [(label, finite_float(record.get(key)), _baseline(record, base_key))
-              for label, key, _, base_key in _heldout_rows() if key in BEATEN_KEYS]
+              for label, key, _, base_key in _heldout_rows() if key in keys]
     checks = [(label, v, b) for label, v, b in checks if v is not None and b is not None]
     if not checks:
         return ("This run has no held-out evaluation, so nothing shows that its pretraining learnt anything; "
@@ -112,8 +120,11 @@ def _pretraining_section(settings: PipelineSettings, dataset: dict, pretraining:
         f"steps, episodes {list(settings.episodes)}, {pretraining.get('samples')} samples in "
         f"{pretraining.get('seconds')} s. The last {settings.holdout_records} proteins were held out; their "
         "tokens are corrupted as in training (5 % replaced at random) and GO terms are predicted from the "
-        "sequence alone. Only the accuracy at the corrupted positions shows what the model learnt: at the "
-        "other positions copying the input is right.", "",
+        "sequence alone. Only the corrupted positions show what the model learnt about residues: at the "
+        "others copying the input is right. At the corrupted ones the input token, though wrong, rightly "
+        "stays a trained model's first guess almost everywhere (a random replacement is far less likely "
+        "than the residue it looks like), so the best guess other than the input token is what measures "
+        "learning there.", "",
         *pretraining_table(first, last), "",
         pretraining_verdict(last), "",
         "![pretraining curves](plots/pretraining_curves.png)", "",

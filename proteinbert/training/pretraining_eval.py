@@ -10,7 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.pretraining_batches import holdout_batch
-from .pretraining_metrics import accuracies, accuracy_counts, position_masks, training_label_frequencies, unigram_baseline
+from .pretraining_metrics import (
+    accuracies, accuracy_counts, position_masks, recovery_accuracy, recovery_baseline, training_label_frequencies,
+    unigram_baseline,
+)
 
 #: The GO AUC keys that are also reported with part of the annotations given as input.
 _PARTIAL_INPUT_KEYS = ("eval_go_auc_macro", "eval_go_auc_micro", "eval_go_auc_micro_baseline")
@@ -65,6 +68,8 @@ def _token_metrics(seq_p, batch) -> dict:
     if corrupted.any():
         out["eval_corrupted_unigram_baseline"] = unigram_baseline(targets[corrupted])
         out["eval_corrupted_positions"] = int(corrupted.sum())
+        out["eval_corrupted_recovery_accuracy"] = recovery_accuracy(seq_p, batch.tokens, targets, corrupted)
+        out["eval_corrupted_recovery_baseline"] = recovery_baseline(batch.tokens, targets, corrupted)
     return out
 
 

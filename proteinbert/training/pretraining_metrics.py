@@ -7,6 +7,14 @@ tokens and pooled GO AUC look good for a model that learnt nothing (and are not 
   token differs from the clean one), the only positions where the model must infer a residue;
   ``eval_corrupted_unigram_baseline`` is the accuracy of always predicting the most frequent clean
   token at those held-out positions (``eval_corrupted_positions`` of them).
+* ``eval_corrupted_recovery_accuracy``: at the same positions, the accuracy of the most probable
+  token other than the input one; ``eval_corrupted_recovery_baseline`` is that of the most frequent
+  clean token other than the input one. A corrupted input token is never the answer, yet a model
+  trained on this objective rightly keeps it as its first guess at almost every position: a
+  replacement is drawn at random, so the input token stays far more probable than any other unless
+  it cannot stand there (a ``<PAD>`` inside a sequence). ``eval_corrupted_accuracy`` therefore stays
+  near or below its baseline even for a model that has learnt a great deal; this pair shows what
+  it has learnt about residues from their context.
 * ``uncorrupted_accuracy`` / ``eval_uncorrupted_accuracy``: accuracy at the other non-``<PAD>``
   positions; copying the input scores 1 there.
 * ``eval_go_auc_macro`` (mean ROC AUC over the ``eval_go_terms_scored`` GO terms with positives and
@@ -77,6 +85,34 @@ def unigram_baseline(targets) -> float:
     """
     counts = np.bincount(np.asarray(targets, dtype=np.int64).ravel())
     return float(counts.max() / counts.sum())
+
+
+def recovery_accuracy(probs, tokens, targets, corrupted) -> float:
+    """At the ``corrupted`` positions, the accuracy of the most probable token other than the input
+    one (``probs``: ``(..., vocab)`` token probabilities; the other arrays of the positions' shape).
+
+    >>> probs = np.array([[[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]]])
+    >>> recovery_accuracy(probs, np.array([[0, 2]]), np.array([[1, 0]]), np.array([[True, True]]))
+    0.5
+    """
+    p = np.array(np.asarray(probs)[corrupted], dtype=np.float64)
+    given = np.asarray(tokens)[corrupted].astype(np.int64)
+    p[np.arange(len(p)), given] = -np.inf
+    return float(np.mean(p.argmax(-1) == np.asarray(targets)[corrupted]))
+
+
+def recovery_baseline(tokens, targets, corrupted) -> float:
+    """At the ``corrupted`` positions, the accuracy of guessing the most frequent clean token there,
+    or the second most frequent where the input token is the first.
+
+    >>> recovery_baseline(np.array([3, 5, 3, 9]), np.array([5, 2, 5, 7]), np.array([True, True, True, True]))
+    0.75
+    """
+    clean = np.asarray(targets)[corrupted].astype(np.int64)
+    given = np.asarray(tokens)[corrupted].astype(np.int64)
+    order = np.argsort(-np.bincount(clean, minlength=max(clean.max(), given.max()) + 2), kind="stable")
+    guess = np.where(given == order[0], order[1], order[0])
+    return float(np.mean(guess == clean))
 
 
 def training_label_frequencies(dataset, data, max_records: int = LABEL_FREQUENCY_RECORDS,
@@ -160,6 +196,9 @@ def describe_heldout(record: dict) -> str:
         parts.append(f"accuracy at corrupted positions {r['eval_corrupted_accuracy']:.4f} (most-frequent-token "
                      f"baseline {r['eval_corrupted_unigram_baseline']:.4f}, {int(r['eval_corrupted_positions'])} "
                      "positions)")
+    if "eval_corrupted_recovery_accuracy" in r:
+        parts.append(f"there, best guess other than the input token {r['eval_corrupted_recovery_accuracy']:.4f} "
+                     f"(most frequent other token {r['eval_corrupted_recovery_baseline']:.4f})")
     if "eval_uncorrupted_accuracy" in r:
         parts.append(f"accuracy at uncorrupted positions {r['eval_uncorrupted_accuracy']:.4f} (copying the input: 1)")
     if "eval_go_auc_macro" in r:
