@@ -117,6 +117,17 @@ def check_pretrain_curves(out, tmp_path):
     assert f"wrote {png} (4 rows)" in out
 
 
+def check_corrupted_positions(out, tmp_path):
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [r[0].strip() for r in rows[1:]] == ["input cannot stand there", "input could stand there",
+                                                "all corrupted positions"]
+    n = [int(r[1]) for r in rows[1:]]
+    assert n[0] + n[1] == n[2] > 20  # ~5 % of the held-out residues
+    assert all(0 <= float(x) <= 1 for r in rows[1:] for x in r[2:])
+    assert abs(float(rows[1][2]) + float(rows[2][2]) - 1) < 2e-3
+    assert re.search(r"most frequent token 0\.\d+; most frequent other token 0\.\d+", out)
+
+
 def check_finetune_speed(out, tmp_path):
     aucs = re.search(r"AUC bucket ([\d.]+) vs fixed ([\d.]+)", out)
     assert aucs and all(0 <= float(a) <= 1 for a in aucs.groups())
@@ -178,6 +189,7 @@ CASES = {
     "cpu_threads": (lambda tmp: ["--quick"], check_cpu_threads),
     "pretrain": (lambda tmp: ["--quick"], check_pretrain),
     "pretrain_curves": (lambda tmp: ["--quick", tmp / "curves.png"], check_pretrain_curves),
+    "corrupted_positions": (lambda tmp: ["--quick"], check_corrupted_positions),
     "finetune_speed": (lambda tmp: ["--quick", "--data-dir", _shared_benchmarks(), "--json", tmp / "speed.json"],
                        check_finetune_speed),
     "finetune_accuracy": (lambda tmp: ["--quick", "--seeds", "0", "--modes", "default", "--data-dir",
