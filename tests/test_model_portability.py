@@ -67,6 +67,18 @@ print(dict(os.environ) == env, "tensorflow" in sys.modules, "keras" in sys.modul
     assert done.stdout.strip() == "True False False ['ImportHook']", done.stderr
 
 
+def test_every_class_is_registered_when_proteinbert_imports_keras_itself():
+    # Keras's first import then happens half-way through proteinbert.model's own.
+    code = """
+import proteinbert.model, keras
+names = ("GlobalAttention", "ProteinBertBackbone", "FinetunedProteinBert", "FusedAdam")
+print([keras.saving.get_registered_object("proteinbert>" + n) is not None for n in names])
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stdout.split("\n")[-2] == "[True, True, True, True]", done.stderr[-3000:]
+    assert "could not register" not in done.stderr, done.stderr[-3000:]
+
+
 def test_the_keras_watcher_removes_itself():
     code = """
 import sys

@@ -16,8 +16,10 @@ import keras
 
 from ..data.batching import check_padding
 from ..errors import InputError
-from ..model import ProteinBertBackbone, hidden_representation_model
 from .output_spec import OutputSpec, require_label_list
+
+# No name is taken from proteinbert.model at import: Keras's first import, made half-way through
+# proteinbert.model's, runs this module to register its class (proteinbert._keras_registration).
 
 HIDDEN_LAYERS = ("all", "last", "outputs")
 
@@ -30,7 +32,9 @@ def _as_spec(output_spec) -> OutputSpec:
     raise InputError(f"output_spec must be an OutputSpec or its dict. Received: {output_spec!r}")
 
 
-def _representation(backbone: ProteinBertBackbone, track: int, hidden_layers: str):
+def _representation(backbone, track: int, hidden_layers: str):
+    from ..model import hidden_representation_model
+
     if hidden_layers == "outputs":
         # The 2021 generator without a manipulation function: the head sits on the pretraining outputs.
         return backbone.outputs[track]
@@ -39,7 +43,8 @@ def _representation(backbone: ProteinBertBackbone, track: int, hidden_layers: st
 
 @keras.saving.register_keras_serializable(package="proteinbert")
 class FinetunedProteinBert(keras.Model):
-    """A ProteinBERT backbone with a ``Dropout`` + ``Dense`` head for one :class:`OutputSpec`.
+    """A ProteinBERT backbone (:class:`~proteinbert.model.ProteinBertBackbone`) with a ``Dropout`` +
+    ``Dense`` head for one :class:`OutputSpec`.
 
     Inputs: ``[tokens (batch, L) int32, annotations (batch, n_annotations) float32]`` (zeros: the
     fine-tuning models are trained without annotations). Output: per protein ``(batch, n_outputs)``,
@@ -54,6 +59,7 @@ class FinetunedProteinBert(keras.Model):
     :mod:`proteinbert.data.batching`); they change no weight.
 
     >>> import numpy as np
+    >>> from proteinbert.model import ProteinBertBackbone
     >>> bb = ProteinBertBackbone(n_annotations=3, d_seq=8, d_global=16, n_blocks=1, n_heads=2, d_key=4)
     >>> model = FinetunedProteinBert(bb, OutputSpec("global", "categorical", ("a", "b")), seq_len=128)
     >>> model.predict([np.full((2, 9), 25, "int32"), np.zeros((2, 3), "float32")], verbose=0).shape
@@ -63,7 +69,7 @@ class FinetunedProteinBert(keras.Model):
     (('a', 'b'), 128, 16)
     """
 
-    def __init__(self, backbone: ProteinBertBackbone, output_spec, hidden_layers: str = "all",
+    def __init__(self, backbone, output_spec, hidden_layers: str = "all",
                  dropout_rate: float = 0.5, seed: int | None = None, padding: str = "fixed", seq_len: int = 512,
                  **kwargs):
         spec = _as_spec(output_spec)
@@ -97,7 +103,7 @@ class FinetunedProteinBert(keras.Model):
 
     @property
     def backbone_architecture(self) -> dict:
-        """The backbone's flat keyword arguments (:attr:`ProteinBertBackbone.architecture`)."""
+        """The backbone's flat keyword arguments (``ProteinBertBackbone.architecture``)."""
         config = dict(self._backbone["config"])
         for key in ("name", "trainable", "dtype"):
             config.pop(key, None)
