@@ -45,21 +45,21 @@ def corrupted_position_rows(held, probs) -> list[tuple]:
     """``(positions, share, keeps the input, accuracy, best other guess)`` for the implausible
     inputs, the plausible ones and all corrupted positions."""
     from proteinbert.tokenizer import TOKEN_TO_ID
-    from proteinbert.training.pretraining_metrics import position_masks
+    from proteinbert.training.pretraining_metrics import position_masks, recovery_accuracy
 
-    corrupted, _ = position_masks(held.tokens, held.token_targets, held.token_weights)
-    given, clean, p = held.tokens[corrupted], held.token_targets[corrupted], probs[corrupted].astype(np.float64)
-    first = p.argmax(-1)
-    p[np.arange(len(p)), given] = -np.inf
-    other = p.argmax(-1)
-    implausible = np.isin(given, [TOKEN_TO_ID[t] for t in IMPLAUSIBLE])
+    tokens, targets = held.tokens, held.token_targets
+    corrupted, _ = position_masks(tokens, targets, held.token_weights)
+    first = probs.argmax(-1)
+    implausible = np.isin(tokens, [TOKEN_TO_ID[t] for t in IMPLAUSIBLE])
     rows = []
-    for name, keep in (("input cannot stand there", implausible), ("input could stand there", ~implausible),
-                       ("all corrupted positions", np.ones_like(implausible))):
-        n = int(keep.sum())
-        mean = (lambda x: float(x[keep].mean())) if n else (lambda x: float("nan"))
-        rows.append((name, n, n / max(len(given), 1), mean(first == given), mean(first == clean),
-                     mean(other == clean)))
+    for name, part in (("input cannot stand there", corrupted & implausible),
+                       ("input could stand there", corrupted & ~implausible), ("all corrupted positions", corrupted)):
+        n = int(part.sum())
+        if not n:
+            rows.append((name, 0, 0.0, *[float("nan")] * 3))
+            continue
+        rows.append((name, n, n / max(int(corrupted.sum()), 1), float(np.mean(first[part] == tokens[part])),
+                     float(np.mean(first[part] == targets[part])), recovery_accuracy(probs, tokens, targets, part)))
     return rows
 
 

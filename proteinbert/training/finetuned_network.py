@@ -28,7 +28,7 @@ def _as_spec(output_spec) -> OutputSpec:
     if isinstance(output_spec, OutputSpec):
         return output_spec
     if isinstance(output_spec, dict):
-        return OutputSpec(output_spec["level"], output_spec["task"], tuple(output_spec.get("labels", ())))
+        return OutputSpec.from_dict(output_spec)
     raise InputError(f"output_spec must be an OutputSpec or its dict. Received: {output_spec!r}")
 
 
@@ -118,8 +118,7 @@ class FinetunedProteinBert(keras.Model):
             "name": self.name,
             "trainable": self.trainable,
             "backbone": self._backbone,
-            "output_spec": {"level": self.output_spec.level, "task": self.output_spec.task,
-                            "labels": list(self.output_spec.labels)},
+            "output_spec": self.output_spec.to_dict(),
             "hidden_layers": self.hidden_layers,
             "dropout_rate": self.dropout_rate,
             "seed": self.seed,

@@ -114,13 +114,19 @@ class OutputSpec:
     def name(self) -> str:
         return f"{self.level}-{self.task}"
 
+    def to_dict(self) -> dict:
+        return {"level": self.level, "task": self.task, "labels": list(self.labels)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "OutputSpec":
+        return cls(data["level"], data["task"], tuple(data.get("labels", ())))
+
     def to_json(self) -> str:
-        return json.dumps({"level": self.level, "task": self.task, "labels": list(self.labels)}, indent=1)
+        return json.dumps(self.to_dict(), indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> "OutputSpec":
-        data = json.loads(text)
-        return cls(data["level"], data["task"], tuple(data.get("labels", ())))
+        return cls.from_dict(json.loads(text))
 
 
 def _is_missing(value) -> bool:
