@@ -112,5 +112,74 @@ def write_tables(frame: pd.DataFrame, out_prefix, inputs=(), run: dict | None = 
     return csv_path, md_path
 
 
-__all__ = ["COLUMNS", "check_table_paths", "checkpoints_path", "read_results", "sidecar_path", "table_paths",
-           "to_markdown", "write_tables"]
+def compare(first: pd.DataFrame, second: pd.DataFrame, spread: float = 0.0) -> pd.DataFrame:
+    """One row per benchmark finished (status ``ok``) in both suite tables with the same metric:
+    ``first`` and ``second`` (the two scores), ``difference`` (first − second) and ``higher``
+    (``"first"``, ``"second"``, or ``"within spread"`` when the difference is no larger than
+    ``spread``, a seed standard deviation; with 0, only exact ties). Every suite metric (AUC,
+    accuracy, Spearman ρ) is better when higher. Benchmarks finished in only one table are left out.
+
+    >>> a = pd.DataFrame({"benchmark": ["x", "y"], "metric": ["AUC", "AUC"], "score": [0.9, 0.8], "status": "ok"})
+    >>> b = pd.DataFrame({"benchmark": ["x", "y"], "metric": ["AUC", "AUC"], "score": [0.7, 0.798], "status": "ok"})
+    >>> compare(a, b, spread=0.005)[["benchmark", "higher"]].values.tolist()
+    [['x', 'first'], ['y', 'within spread']]
+    """
+    if spread < 0 or not np.isfinite(spread):
+        raise ValueError(f"spread must be a finite number >= 0, got {spread!r}")
+    done = [t.loc[t["status"] == "ok", ["benchmark", "metric", "score"]] for t in (first, second)]
+    both = done[0].merge(done[1], on="benchmark", suffixes=("_first", "_second"))
+    mismatched = both[both["metric_first"] != both["metric_second"]]
+    if len(mismatched):
+        r = mismatched.iloc[0]
+        raise InputError(f"benchmark {r['benchmark']!r} is scored by {r['metric_first']} in one table and by "
+                         f"{r['metric_second']} in the other: these are not the same benchmark setting")
+    out = pd.DataFrame({"benchmark": both["benchmark"], "metric": both["metric_first"],
+                        "first": both["score_first"], "second": both["score_second"]})
+    out["difference"] = out["first"] - out["second"]
+    out["higher"] = np.where(out["difference"].abs() <= spread, "within spread",
+                             np.where(out["difference"] > 0, "first", "second"))
+    return out.reset_index(drop=True)
+
+
+def table_csv(path) -> Path:
+    """The CSV a user names by ``path``: the file itself, or ``<prefix>.csv`` for an output prefix.
+
+    >>> str(table_csv("results/scratch")), str(table_csv("results/scratch.csv"))
+    ('results/scratch.csv', 'results/scratch.csv')
+    """
+    path = Path(path)
+    return path if path.suffix == ".csv" else table_paths(path)[0]
+
+
+def read_table(path) -> pd.DataFrame:
+    """The suite table at :func:`table_csv` ``(path)`` (InputError if there is none)."""
+    csv_path = table_csv(path)
+    frame = read_results(csv_path)
+    if frame is None:
+        raise InputError(f"no benchmark-suite table at {csv_path}")
+    return frame
+
+
+def comparison_markdown(comparison: pd.DataFrame, labels=("first", "second"), spread: float = 0.0) -> str:
+    """:func:`compare`'s table as Markdown, the two scores headed by ``labels``, then one line
+    counting on how many benchmarks each side scored higher.
+
+    >>> c = pd.DataFrame({"benchmark": ["x"], "metric": ["AUC"], "first": [0.9], "second": [0.7],
+    ...                   "difference": [0.2], "higher": ["first"]})
+    >>> print(comparison_markdown(c, ("pretrained", "scratch")).splitlines()[-1])
+    pretrained higher on 1 of 1 benchmarks, scratch higher on 0.
+    """
+    names = {"first": labels[0], "second": labels[1], "within spread": "within the seed spread"}
+    lines = [f"| benchmark | metric | {labels[0]} | {labels[1]} | difference | higher |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r.benchmark} | {r.metric} | {r.first:.3f} | {r.second:.3f} | {r.difference:+.3f} | "
+              f"{names[r.higher]} |" for r in comparison.itertuples()]
+    counts = comparison["higher"].value_counts()
+    summary = (f"{labels[0]} higher on {counts.get('first', 0)} of {len(comparison)} benchmarks, "
+               f"{labels[1]} higher on {counts.get('second', 0)}")
+    if spread:
+        summary += f", {counts.get('within spread', 0)} within the seed spread (difference ≤ {spread:g})"
+    return "\n".join(lines + ["", summary + "."]) + "\n"
+
+
+__all__ = ["COLUMNS", "check_table_paths", "checkpoints_path", "compare", "comparison_markdown", "read_results",
+           "read_table", "sidecar_path", "table_csv", "table_paths", "to_markdown", "write_tables"]

@@ -136,3 +136,72 @@ def test_data_folder_is_required(tmp_path, monkeypatch, capsys):
     assert main(SMALL + ["--out", str(tmp_path / "x")]) == 2
     assert f"pass --data-dir DIR or set {DATA_ENV}" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+# ---- comparing two tables (no TensorFlow) -------------------------------------------------------------
+
+def _table(path, rows):
+    """A suite CSV with ``rows`` of (benchmark, metric, score, status)."""
+    frame = pd.DataFrame([dict.fromkeys(COLUMNS, "") | {"benchmark": b, "metric": m, "score": s, "status": st,
+                                                         "settings": "abc"} for b, m, s, st in rows])
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_compare_counts_wins_beyond_the_spread_and_skips_unfinished_rows(tmp_path, capsys):
+    from proteinbert.cli.compare_suites import main as compare_main
+
+    _table(tmp_path / "pre.csv", [("signal peptide", "AUC", 0.95, "ok"), ("stability", "Spearman", 0.50, "ok"),
+                                  ("fold classes", "accuracy", 0.40, "ok"),
+                                  ("remote homology", "accuracy", 0.10, "failed")])
+    second = _table(tmp_path / "scratch.csv", [("signal peptide", "AUC", 0.90, "ok"),
+                                               ("stability", "Spearman", 0.503, "ok"),
+                                               ("fold classes", "accuracy", 0.45, "ok"),
+                                               ("remote homology", "accuracy", 0.05, "ok"),
+                                               ("disorder", "AUC", 0.80, "ok")])
+    # The prefix spelling (no .csv) names the same table.
+    assert compare_main([str(tmp_path / "pre"), str(second), "--labels", "pretrained", "scratch",
+                         "--spread", "0.005"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in out.splitlines() if line.startswith("| ") and "benchmark" not in line}
+    assert rows == {"signal peptide": ["AUC", "0.950", "0.900", "+0.050", "pretrained"],
+                    "stability": ["Spearman", "0.500", "0.503", "-0.003", "within the seed spread"],
+                    "fold classes": ["accuracy", "0.400", "0.450", "-0.050", "scratch"]}
+    assert out.splitlines()[-1] == ("pretrained higher on 1 of 3 benchmarks, scratch higher on 1, "
+                                    "1 within the seed spread (difference ≤ 0.005).")
+
+
+def test_compare_refuses_other_metrics_missing_tables_and_bad_spreads(tmp_path, capsys):
+    from proteinbert.benchmark_tables import compare, read_table
+    from proteinbert.cli.compare_suites import main as compare_main
+    from proteinbert.errors import InputError
+
+    first = _table(tmp_path / "a.csv", [("stability", "Spearman", 0.5, "ok")])
+    second = _table(tmp_path / "b.csv", [("stability", "AUC", 0.5, "ok")])
+    with pytest.raises(InputError, match="'stability' is scored by Spearman in one table and by AUC"):
+        compare(read_table(first), read_table(second))
+    with pytest.raises(ValueError, match="spread"):
+        compare(read_table(first), read_table(first), spread=float("nan"))
+    assert compare_main([str(first), str(tmp_path / "missing.csv")]) == 1
+    assert "no benchmark-suite table at " + str(tmp_path / "missing.csv") in capsys.readouterr().err
+    (tmp_path / "other.csv").write_text("x,y\n1,2\n")
+    assert compare_main([str(first), str(tmp_path / "other.csv")]) == 1
+    assert "is not a benchmark-suite table" in capsys.readouterr().err
+    assert compare_main([str(first), str(first), "--spread", "-0.1"]) == 2
+    assert compare_main([str(first)]) == 2
+
+
+def test_compare_writes_its_output_whole_and_never_onto_a_table(tmp_path, capsys):
+    from proteinbert.cli.compare_suites import main as compare_main
+
+    first = _table(tmp_path / "a.csv", [("stability", "Spearman", 0.6, "ok")])
+    second = _table(tmp_path / "b.csv", [("stability", "Spearman", 0.5, "ok")])
+    before = first.read_bytes()
+    assert compare_main([str(first), str(second), "-o", str(first)]) == 2
+    assert "--output" in capsys.readouterr().err and first.read_bytes() == before
+    out = tmp_path / "comparison.md"
+    assert compare_main([str(first), str(second), "-q", "-o", str(out)]) == 0
+    assert capsys.readouterr().out == ""
+    assert "| stability | Spearman | 0.600 | 0.500 | +0.100 | first |" in out.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.csv", "comparison.md"]

@@ -32,6 +32,7 @@ COMMANDS = {
     "convert-weights": ("convert_weights", "convert weights between .pkl, .keras and .weights.h5"),
     "export": ("export", "export a fine-tuned model or a backbone to ONNX or a TensorFlow SavedModel"),
     "benchmark-suite": ("benchmark_suite", "fine-tune on every ProteinBERT benchmark present; write a table"),
+    "compare-suites": ("compare_suites", "compare two benchmark-suite tables benchmark by benchmark"),
     "run-pipeline": ("run_pipeline", "dataset, pretraining, fine-tuning and a report in one command"),
 }
 
