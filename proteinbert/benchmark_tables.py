@@ -18,8 +18,9 @@ from .errors import InputError
 from .io_utils import atomic_write_path, check_output_path
 
 
-#: The CSV's columns, in order (the first four are the comparison with the paper).
-COLUMNS = ("benchmark", "metric", "score", "paper_no_pretraining", "paper", "dataset", "output", "n_train",
+#: The CSV's columns, in order (the first four are the comparison with the paper; ``baseline``: the
+#: score of a prediction that ignores the sequence, see :mod:`proteinbert.training.baselines`).
+COLUMNS = ("benchmark", "metric", "score", "paper_no_pretraining", "paper", "baseline", "dataset", "output", "n_train",
            "n_valid", "n_test", "seed", "wall_s", "start", "machine", "status", "note", "settings")
 
 
@@ -40,8 +41,8 @@ def read_results(csv_path) -> pd.DataFrame | None:
 def to_markdown(frame: pd.DataFrame, runs=None) -> str:
     """The table as GitHub Markdown (no extra dependency), after the runs' commands, machines and
     versions when ``runs`` (the list kept in ``<prefix>.json``) is given."""
-    cols = ["benchmark", "output", "metric", "score", "paper_no_pretraining", "paper", "n_train", "n_test",
-            "seed", "wall_s", "start", "status", "note"]
+    cols = ["benchmark", "output", "metric", "score", "paper_no_pretraining", "paper", "baseline", "n_train",
+            "n_test", "seed", "wall_s", "start", "status", "note"]
     cols = [c for c in cols if c in frame.columns]
 
     def cell(v):
@@ -114,7 +115,8 @@ def write_tables(frame: pd.DataFrame, out_prefix, inputs=(), run: dict | None = 
 
 def compare(first: pd.DataFrame, second: pd.DataFrame, spread: float = 0.0) -> pd.DataFrame:
     """One row per benchmark finished (status ``ok``) in both suite tables with the same metric:
-    ``first`` and ``second`` (the two scores), ``difference`` (first − second) and ``higher``
+    ``first`` and ``second`` (the two scores), ``baseline`` (the first table's, NaN where it has none),
+    ``difference`` (first − second) and ``higher``
     (``"first"``, ``"second"``, or ``"within spread"`` when the difference is no larger than
     ``spread``, a seed standard deviation; with 0, only exact ties). Every suite metric (AUC,
     accuracy, Spearman ρ) is better when higher. Benchmarks finished in only one table are left out.
@@ -127,6 +129,8 @@ def compare(first: pd.DataFrame, second: pd.DataFrame, spread: float = 0.0) -> p
     if spread < 0 or not np.isfinite(spread):
         raise ValueError(f"spread must be a finite number >= 0, got {spread!r}")
     done = [t.loc[t["status"] == "ok", ["benchmark", "metric", "score"]] for t in (first, second)]
+    if "baseline" in first.columns:  # the data's, not the model's: the first table's serves both
+        done[0] = done[0].assign(baseline=first.loc[first["status"] == "ok", "baseline"])
     both = done[0].merge(done[1], on="benchmark", suffixes=("_first", "_second"))
     mismatched = both[both["metric_first"] != both["metric_second"]]
     if len(mismatched):
@@ -135,6 +139,7 @@ def compare(first: pd.DataFrame, second: pd.DataFrame, spread: float = 0.0) -> p
                          f"{r['metric_second']} in the other: these are not the same benchmark setting")
     out = pd.DataFrame({"benchmark": both["benchmark"], "metric": both["metric_first"],
                         "first": both["score_first"], "second": both["score_second"]})
+    out["baseline"] = both["baseline"] if "baseline" in both.columns else np.nan
     out["difference"] = out["first"] - out["second"]
     out["higher"] = np.where(out["difference"].abs() <= spread, "within spread",
                              np.where(out["difference"] > 0, "first", "second"))
@@ -162,7 +167,8 @@ def read_table(path) -> pd.DataFrame:
 
 def comparison_markdown(comparison: pd.DataFrame, labels=("first", "second"), spread: float = 0.0) -> str:
     """:func:`compare`'s table as Markdown, the two scores headed by ``labels``, then one line
-    counting on how many benchmarks each side scored higher.
+    counting on how many benchmarks each side scored higher. ``baseline`` is what a prediction that
+    ignores the sequence scores (empty for tables written without it).
 
     >>> c = pd.DataFrame({"benchmark": ["x"], "metric": ["AUC"], "first": [0.9], "second": [0.7],
     ...                   "difference": [0.2], "higher": ["first"]})
@@ -170,9 +176,12 @@ def comparison_markdown(comparison: pd.DataFrame, labels=("first", "second"), sp
     pretrained higher on 1 of 1 benchmarks, scratch higher on 0.
     """
     names = {"first": labels[0], "second": labels[1], "within spread": "within the seed spread"}
-    lines = [f"| benchmark | metric | {labels[0]} | {labels[1]} | difference | higher |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r.benchmark} | {r.metric} | {r.first:.3f} | {r.second:.3f} | {r.difference:+.3f} | "
-              f"{names[r.higher]} |" for r in comparison.itertuples()]
+    lines = [f"| benchmark | metric | {labels[0]} | {labels[1]} | baseline | difference | higher |",
+             "|---|---|---|---|---|---|---|"]
+    baseline = comparison["baseline"] if "baseline" in comparison.columns else [np.nan] * len(comparison)
+    lines += [f"| {r.benchmark} | {r.metric} | {r.first:.3f} | {r.second:.3f} | "
+              f"{'' if np.isnan(b) else f'{b:.3f}'} | {r.difference:+.3f} | {names[r.higher]} |"
+              for r, b in zip(comparison.itertuples(), baseline)]
     counts = comparison["higher"].value_counts()
     summary = (f"{labels[0]} higher on {counts.get('first', 0)} of {len(comparison)} benchmarks, "
                f"{labels[1]} higher on {counts.get('second', 0)}")

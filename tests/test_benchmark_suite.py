@@ -57,6 +57,7 @@ def test_suite_resumes_per_benchmark_and_redo_reruns(data_dir, tmp_path, monkeyp
     row = first.iloc[0]
     assert row.benchmark == "signal peptide" and row.status == "ok" and row.paper_no_pretraining == 0.991
     assert row.seed == 0 and row.wall_s > 0 and row.machine and row.metric == "AUC"
+    assert row.baseline == 0.5  # a constant score's AUC
     stamp = csv.stat().st_mtime_ns
     capsys.readouterr()
 
@@ -69,6 +70,7 @@ def test_suite_resumes_per_benchmark_and_redo_reruns(data_dir, tmp_path, monkeyp
     assert second.benchmark.tolist() == ["signal peptide", "stability"]
     pd.testing.assert_series_equal(second.iloc[0], first.iloc[0], check_names=False)
     assert second.iloc[1].paper_no_pretraining == 0.634 and second.iloc[1].status == "ok"
+    assert second.iloc[1].baseline == 0.0  # a constant has no rank order
 
     # everything finished: nothing runs, nothing is rewritten
     stamp = csv.stat().st_mtime_ns
@@ -131,6 +133,44 @@ def test_a_benchmark_stopped_midway_continues_from_its_saved_epochs(data_dir, tm
     assert not (tmp_path / "parts.checkpoints").exists()
 
 
+def test_a_table_from_before_the_baseline_column_gets_it_without_running_anything(tmp_path, monkeypatch, capsys):
+    """A finished row without ``baseline`` (older tables) gets it from the data and the seed alone:
+    the majority class of the seeded training split, scored on the test split."""
+    import proteinbert.benchmark_suite as suite
+
+    rng = np.random.default_rng(1)
+    d = tmp_path / "benchmarks"
+    d.mkdir()
+    classes = ["a"] * 14 + ["b"] * 6 + ["c"] * 4  # "a" is the majority of any 90 % training part
+    for split, labels in (("train", classes), ("test", ["a", "b", "b", "c", "c", "a", "b", "c"])):
+        seqs = ["".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), 30)) for _ in labels]
+        pd.DataFrame({"seq": seqs, "label": labels}).to_csv(d / f"scop.{split}.csv", index=False)
+    out = tmp_path / "old"
+    args = SMALL + ["--data-dir", str(d), "--benchmark", "fold classes", "--out", str(out)]
+    assert main(args) == 0, capsys.readouterr().err
+    table = pd.read_csv(tmp_path / "old.csv")
+    assert table.iloc[0].baseline == pytest.approx(2 / 8) and table.iloc[0].metric == "accuracy"
+    table.drop(columns="baseline").to_csv(tmp_path / "old.csv", index=False)
+
+    def no_runs(*a, **kw):
+        raise AssertionError("a finished benchmark was run again")
+    monkeypatch.setattr(suite, "run_benchmark", no_runs)
+    assert main(args) == 0
+    again = pd.read_csv(tmp_path / "old.csv")
+    assert again.iloc[0].baseline == pytest.approx(2 / 8) and again.iloc[0].score == table.iloc[0].score
+    assert " | paper | baseline | n_train | " in (tmp_path / "old.md").read_text()
+
+
+def test_the_baseline_of_local_categories_counts_residues():
+    from proteinbert.training.baselines import constant_baseline
+    from proteinbert.training.output_spec import OutputSpec
+
+    spec = OutputSpec("local", "categorical", ("0", "1", "2"))
+    # training residues: 2 is the most frequent (4 of 7); test: 2 of 5 residues are 2
+    assert constant_baseline(spec, ["MKVLA", "MK"], ["22201", "21"], ["MKVLA"], ["20012"]) == pytest.approx(2 / 5)
+    assert constant_baseline(OutputSpec("global", "numeric"), ["M"], [1.0], ["M"], [2.0]) == 0.0
+
+
 def test_data_folder_is_required(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(DATA_ENV, raising=False)
     assert main(SMALL + ["--out", str(tmp_path / "x")]) == 2
@@ -142,8 +182,10 @@ def test_data_folder_is_required(tmp_path, monkeypatch, capsys):
 
 def _table(path, rows):
     """A suite CSV with ``rows`` of (benchmark, metric, score, status)."""
+    baselines = {"AUC": 0.5, "Spearman": 0.0, "accuracy": 0.3}
     frame = pd.DataFrame([dict.fromkeys(COLUMNS, "") | {"benchmark": b, "metric": m, "score": s, "status": st,
-                                                         "settings": "abc"} for b, m, s, st in rows])
+                                                         "baseline": baselines[m], "settings": "abc"}
+                          for b, m, s, st in rows])
     frame.to_csv(path, index=False)
     return path
 
@@ -165,9 +207,9 @@ def test_compare_counts_wins_beyond_the_spread_and_skips_unfinished_rows(tmp_pat
     out = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in out.splitlines() if line.startswith("| ") and "benchmark" not in line}
-    assert rows == {"signal peptide": ["AUC", "0.950", "0.900", "+0.050", "pretrained"],
-                    "stability": ["Spearman", "0.500", "0.503", "-0.003", "within the seed spread"],
-                    "fold classes": ["accuracy", "0.400", "0.450", "-0.050", "scratch"]}
+    assert rows == {"signal peptide": ["AUC", "0.950", "0.900", "0.500", "+0.050", "pretrained"],
+                    "stability": ["Spearman", "0.500", "0.503", "0.000", "-0.003", "within the seed spread"],
+                    "fold classes": ["accuracy", "0.400", "0.450", "0.300", "-0.050", "scratch"]}
     assert out.splitlines()[-1] == ("pretrained higher on 1 of 3 benchmarks, scratch higher on 1, "
                                     "1 within the seed spread (difference ≤ 0.005).")
 
@@ -203,5 +245,5 @@ def test_compare_writes_its_output_whole_and_never_onto_a_table(tmp_path, capsys
     out = tmp_path / "comparison.md"
     assert compare_main([str(first), str(second), "-q", "-o", str(out)]) == 0
     assert capsys.readouterr().out == ""
-    assert "| stability | Spearman | 0.600 | 0.500 | +0.100 | first |" in out.read_text()
+    assert "| stability | Spearman | 0.600 | 0.500 | 0.000 | +0.100 | first |" in out.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.csv", "comparison.md"]
