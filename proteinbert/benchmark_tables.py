@@ -165,10 +165,12 @@ def read_table(path) -> pd.DataFrame:
     return frame
 
 
-def comparison_markdown(comparison: pd.DataFrame, labels=("first", "second"), spread: float = 0.0) -> str:
+def comparison_markdown(comparison: pd.DataFrame, labels=("first", "second"), spread: float = 0.0,
+                        sources=None) -> str:
     """:func:`compare`'s table as Markdown, the two scores headed by ``labels``, then one line
     counting on how many benchmarks each side scored higher. ``baseline`` is what a prediction that
-    ignores the sequence scores (empty for tables written without it).
+    ignores the sequence scores (empty for tables written without it). With ``sources`` (the two
+    tables' paths), a first line names them.
 
     >>> c = pd.DataFrame({"benchmark": ["x"], "metric": ["AUC"], "first": [0.9], "second": [0.7],
     ...                   "difference": [0.2], "higher": ["first"]})
@@ -176,8 +178,11 @@ def comparison_markdown(comparison: pd.DataFrame, labels=("first", "second"), sp
     pretrained higher on 1 of 1 benchmarks, scratch higher on 0.
     """
     names = {"first": labels[0], "second": labels[1], "within spread": "within the seed spread"}
-    lines = [f"| benchmark | metric | {labels[0]} | {labels[1]} | baseline | difference | higher |",
-             "|---|---|---|---|---|---|---|"]
+    head = [] if sources is None else [
+        f"{labels[0]}: `{sources[0]}`; {labels[1]}: `{sources[1]}` (each table's `.md` says how its rows were "
+        "made); baseline: what a prediction that ignores the sequence scores.", ""]
+    lines = head + [f"| benchmark | metric | {labels[0]} | {labels[1]} | baseline | difference | higher |",
+                    "|---|---|---|---|---|---|---|"]
     baseline = comparison["baseline"] if "baseline" in comparison.columns else [np.nan] * len(comparison)
     lines += [f"| {r.benchmark} | {r.metric} | {r.first:.3f} | {r.second:.3f} | "
               f"{'' if np.isnan(b) else f'{b:.3f}'} | {r.difference:+.3f} | {names[r.higher]} |"

@@ -210,6 +210,7 @@ def test_compare_counts_wins_beyond_the_spread_and_skips_unfinished_rows(tmp_pat
     assert rows == {"signal peptide": ["AUC", "0.950", "0.900", "0.500", "+0.050", "pretrained"],
                     "stability": ["Spearman", "0.500", "0.503", "0.000", "-0.003", "within the seed spread"],
                     "fold classes": ["accuracy", "0.400", "0.450", "0.300", "-0.050", "scratch"]}
+    assert out.splitlines()[0].startswith(f"pretrained: `{tmp_path / 'pre.csv'}`; scratch: `{second}` ")
     assert out.splitlines()[-1] == ("pretrained higher on 1 of 3 benchmarks, scratch higher on 1, "
                                     "1 within the seed spread (difference ≤ 0.005).")
 

@@ -39,7 +39,7 @@ def run(args):
 
     tables = [table_csv(t) for t in (args.first, args.second)]
     comparison = compare(read_table(tables[0]), read_table(tables[1]), spread=args.spread)
-    text = comparison_markdown(comparison, tuple(args.labels), spread=args.spread)
+    text = comparison_markdown(comparison, tuple(args.labels), spread=args.spread, sources=tables)
     if args.output is not None:
         with claim_output(args.output, {"FIRST": tables[0], "SECOND": tables[1]}) as out, \
                 atomic_write_path(out) as tmp:
