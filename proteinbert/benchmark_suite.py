@@ -388,6 +388,7 @@ def run_suite(settings: SuiteSettings, out_prefix=None, redo: bool = False, comm
     return _ordered(rows)
 
 
-__all__ = ["BENCHMARKS", "COLUMNS", "Benchmark", "SuiteSettings", "baseline", "check_runnable", "check_table_paths",
-           "checkpoints_path", "cpu_model", "input_files", "machine_summary", "read_results", "run_benchmark",
-           "run_suite", "runnable", "settings_digest", "sidecar_path", "table_paths", "to_markdown", "write_tables"]
+__all__ = ["BENCHMARKS", "COLUMNS", "Benchmark", "SuiteSettings", "baseline", "check_runnable",
+           "check_table_paths", "checkpoints_path", "cpu_model", "input_files", "machine_summary", "read_results",
+           "run_benchmark", "run_suite", "runnable", "settings_digest", "sidecar_path", "table_paths", "to_markdown",
+           "write_tables"]

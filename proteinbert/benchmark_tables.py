@@ -20,8 +20,8 @@ from .io_utils import atomic_write_path, check_output_path
 
 #: The CSV's columns, in order (the first four are the comparison with the paper; ``baseline``: the
 #: score of a prediction that ignores the sequence, see :mod:`proteinbert.training.baselines`).
-COLUMNS = ("benchmark", "metric", "score", "paper_no_pretraining", "paper", "baseline", "dataset", "output", "n_train",
-           "n_valid", "n_test", "seed", "wall_s", "start", "machine", "status", "note", "settings")
+COLUMNS = ("benchmark", "metric", "score", "paper_no_pretraining", "paper", "baseline", "dataset", "output",
+           "n_train", "n_valid", "n_test", "seed", "wall_s", "start", "machine", "status", "note", "settings")
 
 
 def read_results(csv_path) -> pd.DataFrame | None:

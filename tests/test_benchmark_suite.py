@@ -169,6 +169,7 @@ def test_the_baseline_of_local_categories_counts_residues():
     # training residues: 2 is the most frequent (4 of 7); test: 2 of 5 residues are 2
     assert constant_baseline(spec, ["MKVLA", "MK"], ["22201", "21"], ["MKVLA"], ["20012"]) == pytest.approx(2 / 5)
     assert constant_baseline(OutputSpec("global", "numeric"), ["M"], [1.0], ["M"], [2.0]) == 0.0
+    assert np.isnan(constant_baseline(spec, ["MK"], ["21"], [], []))  # nothing to score
 
 
 def test_data_folder_is_required(tmp_path, monkeypatch, capsys):

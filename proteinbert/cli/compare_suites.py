@@ -12,7 +12,6 @@ counts smaller differences as neither side's.
 from __future__ import annotations
 
 import sys
-
 from pathlib import Path
 
 from ._common import make_parser, non_negative_float, run_cli

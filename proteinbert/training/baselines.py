@@ -28,10 +28,10 @@ def constant_baseline(spec: OutputSpec, train_seqs: Sequence[str], train_labels:
         return 0.5
     if spec.task == "numeric":
         return 0.0
+    if not len(train_labels) or not len(test_labels):
+        return float("nan")
     train = np.concatenate([np.ravel(y) for y in encode_labels(spec, train_seqs, train_labels, what="training labels")])
     test = np.concatenate([np.ravel(y) for y in encode_labels(spec, test_seqs, test_labels, what="test labels")])
-    if not len(train) or not len(test):
-        return float("nan")
     majority = np.bincount(train.astype(int), minlength=len(spec.labels)).argmax()
     return float(np.mean(test == majority))
 
