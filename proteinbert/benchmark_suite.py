@@ -33,9 +33,10 @@ crop, small setting only) and 1 epoch per stage;
 Resumable per benchmark: with ``out_prefix``, :func:`run_suite` rewrites ``<prefix>.csv``/``.md``
 atomically after each benchmark, and a later call with the same settings keeps the finished rows
 (status ``ok``) and runs only the rest (``redo=True`` runs them again). So a long suite can run in
-parts, even on different machines: each row records its seed, wall time and machine, and
-``<prefix>.json`` lists every part's command, machine and package versions. Rows of benchmarks
-not selected this time are kept too; rows made with other settings are refused, not mixed in.
+parts, even on different machines: each row records its seed, wall time (with the fine-tuning of
+every part it took) and machine, and ``<prefix>.json`` lists every part's command, machine and
+package versions. Rows of benchmarks not selected this time are kept too; rows made with other
+settings are refused, not mixed in.
 Within a benchmark, the fine-tuning is saved after every epoch in ``<prefix>.checkpoints/`` and
 a stopped run continues from its last epoch (see :func:`checkpoints_path`).
 """
@@ -249,15 +250,24 @@ def run_benchmark(bench: Benchmark, settings: SuiteSettings, checkpoint_dir=None
     keras.utils.set_random_seed(settings.seed)
     backbone = starting_backbone(settings.weights, settings.architecture)
     config = replace(settings.config, seed=settings.seed, checkpoint_dir=checkpoint_dir)
+    tuning = time.perf_counter()
     model = finetune_from_backbone(backbone, spec, train.seqs, train.labels, valid.seqs, valid.labels,
                                    config=config, hidden_layers=settings.hidden_layers,
                                    train_row_ids=train.row_ids, valid_row_ids=valid.row_ids)
+    tuning = time.perf_counter() - tuning
     evaluation = evaluate_by_len(model, test.seqs, test.labels, row_ids=test.row_ids,
                                  crop_len=settings.config.crop_len)
     row.update(score=evaluation.overall, n_train=len(train), n_valid=len(valid), n_test=len(test),
-               wall_s=round(time.perf_counter() - started, 1))
+               wall_s=round(time.perf_counter() - started + _earlier_parts_s(model, tuning), 1))
     logger.info("%s: %s %.4f (paper %s)", bench.name, row["metric"], row["score"], bench.paper)
     return row
+
+
+def _earlier_parts_s(model, tuning_s: float) -> float:
+    """The fine-tuning time spent before this process continued a saved run: the stages' wall
+    times (which cover every part) minus this part's fine-tuning; 0 for a run in one part."""
+    stages_s = sum(stage["wall_s"] for stage in model.metadata.get("stages", ()))
+    return max(0.0, stages_s - tuning_s)
 
 
 def input_files(settings: SuiteSettings) -> dict:

@@ -122,7 +122,10 @@ def test_a_benchmark_stopped_midway_continues_from_its_saved_epochs(data_dir, tm
         with pytest.raises(Stop):
             main(args + ["--out", str(tmp_path / "parts")])
     saved = tmp_path / "parts.checkpoints" / "signalP_binary"
-    assert json.loads((saved / "state.json").read_text())["next_stage"] == 2  # both stages done
+    state = json.loads((saved / "state.json").read_text())
+    assert state["next_stage"] == 2  # both stages done
+    earlier_s = sum(stage["wall_s"] for stage in state["results"])
+    assert earlier_s > 0
     fits = []
     original_fit = finetune_schedule._fit_head_on_cached_features
     monkeypatch.setattr(finetune_schedule, "_fit_head_on_cached_features",
@@ -130,6 +133,8 @@ def test_a_benchmark_stopped_midway_continues_from_its_saved_epochs(data_dir, tm
     assert main(args + ["--out", str(tmp_path / "parts")]) == 0
     got = pd.read_csv(tmp_path / "parts.csv").iloc[0]
     assert fits == [] and got.score == want.score and got.status == "ok"
+    # The row's wall time counts the fine-tuning of the part that was stopped, though this one trained nothing.
+    assert got.wall_s >= round(earlier_s, 1)
     assert not (tmp_path / "parts.checkpoints").exists()
 
 
