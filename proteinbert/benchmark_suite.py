@@ -52,20 +52,19 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 # Re-exported: the tables and the machine description lived here before they got modules of their own.
 from .benchmark_tables import (
     COLUMNS, check_table_paths, checkpoints_path, read_results, sidecar_path, table_paths, to_markdown, write_tables,
 )
-from .data.labelled import read_labelled
+from .benchmark_splits import baseline, draw_splits, missing_files, split_paths
 from .errors import InputError
 from .presets import preset
 from .provenance import cpu_model, machine_summary, package_versions
 from .training.baselines import constant_baseline
 from .training.evaluation import evaluate_by_len
-from .training.finetuning import DEFAULT_STAGES, FinetuneConfig, OutputSpec, Stage, finetune_from_backbone
+from .training.finetuning import DEFAULT_STAGES, FinetuneConfig, Stage, finetune_from_backbone
 from .training.jobs import starting_backbone
 
 logger = logging.getLogger(__name__)
@@ -142,45 +141,6 @@ class SuiteSettings:
         return cls(**base)
 
 
-def _path(data_dir: Path, bench: Benchmark, split: str | None) -> Path | None:
-    return None if split is None else data_dir / f"{bench.dataset}.{split}.csv"
-
-
-def _subsample(records, n: int | None, rng: np.random.Generator):
-    if n is None or len(records) <= n:
-        return records
-    keep = np.sort(rng.choice(len(records), size=n, replace=False))
-    return _take(records, keep)
-
-
-def _take(records, idx):
-    from .data.labelled import LabelledRecords
-
-    idx = list(idx)
-    return LabelledRecords(tuple(records.ids[i] for i in idx), tuple(records.seqs[i] for i in idx),
-                           tuple(records.labels[i] for i in idx), tuple(records.row_ids[i] for i in idx))
-
-
-def _split(records, fractions, rng):
-    order = rng.permutation(len(records))
-    cuts = np.cumsum([int(round(f * len(records))) for f in fractions[:-1]])
-    return [_take(records, np.sort(part)) for part in np.split(order, cuts)]
-
-
-def _keep_known(records, spec: OutputSpec, what: str):
-    """Small subsamples can miss categories: drop (and count) evaluation records of unseen classes."""
-    if spec.task != "categorical" or spec.level != "global":
-        return records, 0
-    known = set(spec.labels)
-    from .training.output_spec import as_label_str
-
-    idx = [i for i, y in enumerate(records.labels) if as_label_str(y) in known]
-    dropped = len(records) - len(idx)
-    if dropped:
-        logger.warning("%s: %d record(s) of categories not in the training subsample left out", what, dropped)
-    return _take(records, idx), dropped
-
-
 def selected(settings: SuiteSettings) -> list[Benchmark]:
     if not settings.benchmarks:
         return list(BENCHMARKS)
@@ -191,44 +151,9 @@ def selected(settings: SuiteSettings) -> list[Benchmark]:
     return [names[x] for x in settings.benchmarks]
 
 
-def _splits(bench: Benchmark, settings: SuiteSettings):
-    """``(train, valid, test, spec, dropped)`` as a run draws them (seeded), ``dropped`` test records
-    being of classes the training split lacks; None if a file is missing."""
-    data_dir = Path(settings.data_dir)
-    paths = [_path(data_dir, bench, s) for s in (bench.train_split, bench.valid_split, bench.test_split)]
-    if any(p is not None and not p.is_file() for p in paths):
-        return None
-    rng = np.random.default_rng(settings.seed)
-    train = read_labelled(paths[0])
-    valid = read_labelled(paths[1]) if paths[1] else None
-    test = read_labelled(paths[2]) if paths[2] else None
-    if test is None:
-        train, valid, test = _split(train, (0.8, 0.1, 0.1), rng)
-    elif valid is None:
-        valid, train = _split(train, (0.1, 0.9), rng)
-    train = _subsample(train, settings.max_train, rng)
-    valid = _subsample(valid, settings.max_eval, rng)
-    test = _subsample(test, settings.max_eval, rng)
-    spec = OutputSpec.from_labels(bench.level, bench.task, train.labels)
-    valid, _ = _keep_known(valid, spec, f"{bench.name} valid")
-    test, dropped = _keep_known(test, spec, f"{bench.name} test")
-    return train, valid, test, spec, dropped
-
-
-def baseline(bench: Benchmark, settings: SuiteSettings) -> float:
-    """The test score of a prediction that ignores the sequence (the ``baseline`` column; see
-    :func:`~proteinbert.training.baselines.constant_baseline`); NaN if a file is missing."""
-    drawn = _splits(bench, settings)
-    if drawn is None:
-        return float("nan")
-    train, _, test, spec, _ = drawn
-    return constant_baseline(spec, train.seqs, train.labels, test.seqs, test.labels)
-
-
 def run_benchmark(bench: Benchmark, settings: SuiteSettings, checkpoint_dir=None) -> dict:
     """Fine-tune and evaluate one benchmark; returns one table row. With ``checkpoint_dir`` the
     fine-tuning is saved there after every epoch, and a run saved there is continued."""
-    data_dir = Path(settings.data_dir)
     started = time.perf_counter()
     row = dict(benchmark=bench.name,
                metric={"binary": "AUC", "categorical": "accuracy", "numeric": "Spearman"}[bench.task],
@@ -236,10 +161,9 @@ def run_benchmark(bench: Benchmark, settings: SuiteSettings, checkpoint_dir=None
                baseline=float("nan"), dataset=bench.dataset, output=f"{bench.level} {bench.task}", n_train=0,
                n_valid=0, n_test=0, seed=settings.seed, wall_s=0.0, start=start_label(settings),
                machine=machine_summary(), status="ok", note=bench.note, settings=settings_digest(settings))
-    drawn = _splits(bench, settings)
+    drawn = draw_splits(bench, settings)
     if drawn is None:
-        paths = [_path(data_dir, bench, s) for s in (bench.train_split, bench.valid_split, bench.test_split)]
-        row["status"] = "not run: missing " + ", ".join(p.name for p in paths if p is not None and not p.is_file())
+        row["status"] = "not run: missing " + ", ".join(missing_files(settings.data_dir, bench))
         return row
     train, valid, test, spec, dropped = drawn
     if dropped:
@@ -272,11 +196,9 @@ def _earlier_parts_s(model, tuning_s: float) -> float:
 
 def input_files(settings: SuiteSettings) -> dict:
     """The files the selected benchmarks read, by name (and the weights), for the output check."""
-    data_dir = Path(settings.data_dir)
     files = {}
     for bench in selected(settings):
-        for split in (bench.train_split, bench.valid_split, bench.test_split):
-            path = _path(data_dir, bench, split)
+        for path in split_paths(settings.data_dir, bench):
             if path is not None and path.is_file():
                 files[f"benchmark file {path.name} in"] = path
     if settings.weights:
@@ -289,9 +211,7 @@ def runnable(settings: SuiteSettings) -> list[Benchmark]:
     data_dir = Path(settings.data_dir)
     if not data_dir.is_dir():
         raise InputError(f"benchmark data folder {data_dir} does not exist or is not a directory (--data-dir)")
-    return [b for b in selected(settings)
-            if all(p.is_file() for p in (_path(data_dir, b, s) for s in (b.train_split, b.valid_split, b.test_split))
-                   if p is not None)]
+    return [b for b in selected(settings) if not missing_files(data_dir, b)]
 
 
 def check_runnable(settings: SuiteSettings) -> None:
@@ -326,9 +246,7 @@ def _add_missing_baselines(rows: dict, settings: SuiteSettings) -> list[str]:
     known = {b.name: b for b in BENCHMARKS}
     filled = []
     for name, row in rows.items():
-        value = row.get("baseline")
-        missing = value is None or (isinstance(value, float) and np.isnan(value))
-        if missing and row["status"] == "ok" and name in known:
+        if pd.isna(row.get("baseline")) and row["status"] == "ok" and name in known:
             row["baseline"] = baseline(known[name], settings)
             filled.append(name)
     if filled:

@@ -128,10 +128,11 @@ def compare(first: pd.DataFrame, second: pd.DataFrame, spread: float = 0.0) -> p
     """
     if spread < 0 or not np.isfinite(spread):
         raise ValueError(f"spread must be a finite number >= 0, got {spread!r}")
-    done = [t.loc[t["status"] == "ok", ["benchmark", "metric", "score"]] for t in (first, second)]
-    if "baseline" in first.columns:  # the data's, not the model's: the first table's serves both
-        done[0] = done[0].assign(baseline=first.loc[first["status"] == "ok", "baseline"])
-    both = done[0].merge(done[1], on="benchmark", suffixes=("_first", "_second"))
+    # The baseline is the data's, not the model's: the first table's serves both.
+    cols = ["benchmark", "metric", "score"]
+    ok_first = first.loc[first["status"] == "ok", cols + ["baseline"] * ("baseline" in first.columns)]
+    ok_second = second.loc[second["status"] == "ok", cols]
+    both = ok_first.merge(ok_second, on="benchmark", suffixes=("_first", "_second"))
     mismatched = both[both["metric_first"] != both["metric_second"]]
     if len(mismatched):
         r = mismatched.iloc[0]
@@ -173,7 +174,7 @@ def comparison_markdown(comparison: pd.DataFrame, labels=("first", "second"), sp
     tables' paths), a first line names them.
 
     >>> c = pd.DataFrame({"benchmark": ["x"], "metric": ["AUC"], "first": [0.9], "second": [0.7],
-    ...                   "difference": [0.2], "higher": ["first"]})
+    ...                   "baseline": [0.5], "difference": [0.2], "higher": ["first"]})
     >>> print(comparison_markdown(c, ("pretrained", "scratch")).splitlines()[-1])
     pretrained higher on 1 of 1 benchmarks, scratch higher on 0.
     """
@@ -183,10 +184,9 @@ def comparison_markdown(comparison: pd.DataFrame, labels=("first", "second"), sp
         "made); baseline: what a prediction that ignores the sequence scores.", ""]
     lines = head + [f"| benchmark | metric | {labels[0]} | {labels[1]} | baseline | difference | higher |",
                     "|---|---|---|---|---|---|---|"]
-    baseline = comparison["baseline"] if "baseline" in comparison.columns else [np.nan] * len(comparison)
     lines += [f"| {r.benchmark} | {r.metric} | {r.first:.3f} | {r.second:.3f} | "
-              f"{'' if np.isnan(b) else f'{b:.3f}'} | {r.difference:+.3f} | {names[r.higher]} |"
-              for r, b in zip(comparison.itertuples(), baseline)]
+              f"{'' if np.isnan(r.baseline) else f'{r.baseline:.3f}'} | {r.difference:+.3f} | {names[r.higher]} |"
+              for r in comparison.itertuples()]
     counts = comparison["higher"].value_counts()
     summary = (f"{labels[0]} higher on {counts.get('first', 0)} of {len(comparison)} benchmarks, "
                f"{labels[1]} higher on {counts.get('second', 0)}")
