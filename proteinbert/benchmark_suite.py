@@ -31,8 +31,8 @@ crop, small setting only) and 1 epoch per stage;
 ``full``: all records and the 2021 schedule.
 
 Resumable per benchmark: with ``out_prefix``, :func:`run_suite` rewrites ``<prefix>.csv``/``.md``
-atomically after each benchmark, and a later call with the same settings keeps the finished rows
-(status ``ok``) and runs only the rest (``redo=True`` runs them again). So a long suite can run in
+atomically after each benchmark, and a later call with the same settings (for a start from
+weights, the same file content, not only the same name) keeps the finished rows (status ``ok``) and runs only the rest (``redo=True`` runs them again). So a long suite can run in
 parts, even on different machines: each row records its seed, wall time (with the fine-tuning of
 every part it took) and machine, and ``<prefix>.json`` lists every part's command, machine and
 package versions. Rows of benchmarks not selected this time are kept too; rows made with other
@@ -59,6 +59,7 @@ from .benchmark_tables import (
     COLUMNS, check_table_paths, checkpoints_path, read_results, sidecar_path, table_paths, to_markdown, write_tables,
 )
 from .benchmark_splits import baseline, draw_splits, missing_files, split_paths
+from .data.streams import file_sha256
 from .errors import InputError
 from .presets import preset
 from .provenance import cpu_model, machine_summary, package_versions
@@ -66,6 +67,7 @@ from .training.baselines import constant_baseline
 from .training.evaluation import evaluate_by_len
 from .training.finetuning import DEFAULT_STAGES, FinetuneConfig, Stage, finetune_from_backbone
 from .training.jobs import starting_backbone
+from .weights.locate import resolve_weights, weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -237,6 +239,10 @@ def settings_digest(settings: SuiteSettings) -> str:
     payload = dict(start=start_label(settings), architecture=settings.architecture, max_train=settings.max_train,
                    max_eval=settings.max_eval, config=config, hidden_layers=settings.hidden_layers,
                    seed=settings.seed)
+    if settings.weights:
+        # The file's content, not only its name: other weights saved under the same name are
+        # another start (from scratch, the key is absent, so those digests stay as they were).
+        payload["weights_sha256"] = file_sha256(weights_file(resolve_weights(settings.weights)))
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

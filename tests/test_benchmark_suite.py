@@ -100,6 +100,33 @@ def test_suite_resumes_per_benchmark_and_redo_reruns(data_dir, tmp_path, monkeyp
     pd.testing.assert_frame_equal(pd.read_csv(csv), third)
 
 
+def test_settings_digest_keys_on_the_weights_content_and_keeps_committed_digests(tmp_path):
+    """A finished row is reused only for the same start: other weights saved under the same name
+    are another start. From scratch nothing changed, so the committed tables' rows stay valid."""
+    from proteinbert.benchmark_suite import SuiteSettings, settings_digest
+
+    # the digests of the committed from-scratch tables (released size; the main job's size)
+    assert settings_digest(SuiteSettings.full("/any")) == "d1c1e932da06"
+    small = {"n_annotations": 1722, "d_seq": 64, "d_global": 256, "n_blocks": 4, "n_heads": 4, "d_key": 32}
+    assert settings_digest(SuiteSettings.full("/any", architecture=small)) == "d1bdb97468bc"
+
+    first, second, copy = (tmp_path / d / "w.pkl" for d in ("a", "b", "c"))
+    for path, content in ((first, b"one"), (second, b"two"), (copy, b"one")):
+        path.parent.mkdir()
+        path.write_bytes(content)
+    digest = lambda w: settings_digest(SuiteSettings.full("/any", weights=str(w)))  # noqa: E731
+    assert digest(first) != digest(second)  # same name, other weights
+    assert digest(first) == digest(copy)  # the same file elsewhere
+    # a pretraining save directory stands for the .pkl it holds
+    save = tmp_path / "epoch_2_sample_800"
+    save.mkdir()
+    (save / "epoch_2_sample_800.pkl").write_bytes(b"one")
+    renamed = tmp_path / "d" / "epoch_2_sample_800"
+    renamed.parent.mkdir()
+    renamed.write_bytes(b"two")
+    assert digest(save) != digest(renamed)
+
+
 def test_a_benchmark_stopped_midway_continues_from_its_saved_epochs(data_dir, tmp_path, monkeypatch):
     """Stopped after its fine-tuning (in evaluation), a benchmark continues from the saved run:
     no epoch is trained again and the score is the uninterrupted run's; the saved epochs are

@@ -15,7 +15,7 @@ import keras
 from ..errors import InputError, WeightsError
 from ..io_utils import atomic_write_path
 from ..model.backbone import ProteinBertBackbone, rebuilt
-from .locate import FORMATS, resolve_weights, weights_format  # noqa: F401  (FORMATS re-exported)
+from .locate import FORMATS, resolve_weights, weights_file, weights_format  # noqa: F401  (FORMATS re-exported)
 from .pkl import write_pkl
 from .released import backbone_from_released, check_finite, export_released_weights
 
@@ -33,13 +33,7 @@ def load_backbone(path=None, dtype=None, architecture: dict | None = None) -> Pr
     from ..hardware import guard_onednn_concurrency
 
     guard_onednn_concurrency()  # often a script's first TensorFlow work (see its docstring)
-    path = resolve_weights(path)
-    if path.is_dir():
-        candidates = [path / f"{path.name}.pkl"] + sorted(path.glob("*.pkl"))
-        found = [c for c in candidates if c.is_file()]
-        if not found:
-            raise WeightsError(f"{path} is a directory without a .pkl weights file")
-        path = found[0]
+    path = weights_file(resolve_weights(path))
     fmt = weights_format(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")

@@ -80,3 +80,24 @@ def resolve_weights(path=None) -> Path:
     if not candidate.exists():
         raise _not_found(candidate, source)
     return candidate
+
+
+def weights_file(path) -> Path:
+    """The file that holds the weights at ``path``: ``path`` itself, or for a pretraining save
+    directory (``epoch_E_sample_S/``) its ``epoch_E_sample_S.pkl`` (else its first ``.pkl``).
+
+    >>> import pathlib, tempfile
+    >>> save = pathlib.Path(tempfile.mkdtemp()) / "epoch_2_sample_800"
+    >>> save.mkdir()
+    >>> _ = (save / "epoch_2_sample_800.pkl").write_bytes(b"")
+    >>> weights_file(save).name
+    'epoch_2_sample_800.pkl'
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    candidates = [path / f"{path.name}.pkl"] + sorted(path.glob("*.pkl"))
+    found = [c for c in candidates if c.is_file()]
+    if not found:
+        raise WeightsError(f"{path} is a directory without a .pkl weights file")
+    return found[0]
