@@ -142,6 +142,26 @@ def test_convert_formats_keep_outputs(tmp_path, small_model, expected, suffix):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
+def test_convert_weights_reads_a_pretraining_save_directory(tmp_path, small_model, small_pkl, capsys):
+    """A save directory (what `pretrain` writes) converts like its .pkl, optimizer state dropped."""
+    from proteinbert.cli import convert_weights as convert_cli
+
+    save = tmp_path / "epoch_2_sample_800"
+    save.mkdir()
+    (save / "epoch_2_sample_800.pkl").write_bytes(small_pkl.read_bytes())
+    out = tmp_path / "weights.pkl"
+    assert convert_cli.main([str(save), str(out)]) == 0, capsys.readouterr().err
+    got = read_pkl(out)
+    assert got.optimizer_weights == [] and got.n_annotations == 50
+    for a, b in zip(read_pkl(small_pkl).model_weights, got.model_weights):
+        np.testing.assert_array_equal(a, b)
+    empty = tmp_path / "epoch_4_sample_1600"
+    empty.mkdir()
+    assert convert_cli.main([str(empty), str(tmp_path / "other.pkl")]) == 1
+    assert f"{empty} is a directory without a .pkl weights file" in capsys.readouterr().err
+    assert not (tmp_path / "other.pkl").exists()
+
+
 def test_failed_write_leaves_no_file(tmp_path):
     target = tmp_path / "out.pkl"
     target.write_bytes(b"previous good file")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from ..io_utils import claim_output
@@ -13,7 +14,9 @@ from ._common import add_positional
 def build_parser():
     p = make_parser("convert_weights", "Convert ProteinBERT weights between .pkl (2021 format), .keras and "
                                        ".weights.h5; the format is chosen by each file's extension.")
-    add_positional(p, "source", "-i", "--input", help="input weights (.pkl, .keras or .weights.h5)")
+    add_positional(p, "source", "-i", "--input",
+                   help="input weights (.pkl, .keras or .weights.h5), or a pretraining save directory "
+                        "(epoch_E_sample_S/: its .pkl)")
     add_positional(p, "destination", "-o", "--output",
                    help="output weights (.pkl, .keras or .weights.h5), written atomically")
     p.add_argument("--architecture", metavar="JSON",
@@ -29,8 +32,10 @@ def run(args) -> int:
         architecture = parse_architecture(args.architecture)
     elif args.source.endswith(".weights.h5"):
         raise UsageError("reading .weights.h5 needs --architecture")
-    from ..weights.locate import weights_format
+    from ..weights.locate import weights_file, weights_format
 
+    if os.path.isdir(args.source):  # a pretraining save: the .pkl it holds, as every loader reads it
+        args.source = str(weights_file(args.source))
     check_inputs(files={"SOURCE": args.source})
     # Claimed before Keras loads, so a refused destination costs no TensorFlow start-up.
     with claim_output(args.destination, {"SOURCE": args.source}, "DESTINATION", overwrite=args.overwrite):
