@@ -32,8 +32,9 @@ crop, small setting only) and 1 epoch per stage;
 
 Resumable per benchmark: with ``out_prefix``, :func:`run_suite` rewrites ``<prefix>.csv``/``.md``
 atomically after each benchmark, and a later call with the same settings (for a start from
-weights, the same file content, not only the same name) keeps the finished rows (status ``ok``) and runs only the rest (``redo=True`` runs them again). So a long suite can run in
-parts, even on different machines: each row records its seed, wall time (with the fine-tuning of
+weights, the same file content, not only the same name) keeps the finished rows (status ``ok``)
+and runs only the rest (``redo=True`` runs them again). So a long suite can run in parts, even on
+different machines: each row records its seed, wall time (with the fine-tuning of
 every part it took) and machine, and ``<prefix>.json`` lists every part's command, machine and
 package versions. Rows of benchmarks not selected this time are kept too; rows made with other
 settings are refused, not mixed in.
