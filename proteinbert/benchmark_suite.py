@@ -154,16 +154,18 @@ def selected(settings: SuiteSettings) -> list[Benchmark]:
     return [names[x] for x in settings.benchmarks]
 
 
-def run_benchmark(bench: Benchmark, settings: SuiteSettings, checkpoint_dir=None) -> dict:
+def run_benchmark(bench: Benchmark, settings: SuiteSettings, checkpoint_dir=None, digest: str | None = None) -> dict:
     """Fine-tune and evaluate one benchmark; returns one table row. With ``checkpoint_dir`` the
-    fine-tuning is saved there after every epoch, and a run saved there is continued."""
+    fine-tuning is saved there after every epoch, and a run saved there is continued. ``digest``:
+    :func:`settings_digest` of ``settings``, if the caller has it (it reads the whole weights file)."""
     started = time.perf_counter()
     row = dict(benchmark=bench.name,
                metric={"binary": "AUC", "categorical": "accuracy", "numeric": "Spearman"}[bench.task],
                score=float("nan"), paper_no_pretraining=bench.paper_no_pretraining, paper=bench.paper,
                baseline=float("nan"), dataset=bench.dataset, output=f"{bench.level} {bench.task}", n_train=0,
                n_valid=0, n_test=0, seed=settings.seed, wall_s=0.0, start=start_label(settings),
-               machine=machine_summary(), status="ok", note=bench.note, settings=settings_digest(settings))
+               machine=machine_summary(), status="ok", note=bench.note,
+               settings=digest or settings_digest(settings))
     drawn = draw_splits(bench, settings)
     if drawn is None:
         row["status"] = "not run: missing " + ", ".join(missing_files(settings.data_dir, bench))
@@ -308,7 +310,7 @@ def run_suite(settings: SuiteSettings, out_prefix=None, redo: bool = False, comm
                         rows[bench.name]["metric"], rows[bench.name]["score"])
             continue
         saved = None if out_prefix is None else checkpoints_path(out_prefix) / bench.dataset
-        rows[bench.name] = run_benchmark(bench, settings, checkpoint_dir=saved)
+        rows[bench.name] = run_benchmark(bench, settings, checkpoint_dir=saved, digest=digest)
         run["benchmarks"].append(bench.name)
         run["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if out_prefix is not None:

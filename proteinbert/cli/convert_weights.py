@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 from ..io_utils import claim_output
@@ -34,8 +33,7 @@ def run(args) -> int:
         raise UsageError("reading .weights.h5 needs --architecture")
     from ..weights.locate import weights_file, weights_format
 
-    if os.path.isdir(args.source):  # a pretraining save: the .pkl it holds, as every loader reads it
-        args.source = str(weights_file(args.source))
+    args.source = str(weights_file(args.source))  # a pretraining save directory: its .pkl, as every loader reads it
     check_inputs(files={"SOURCE": args.source})
     # Claimed before Keras loads, so a refused destination costs no TensorFlow start-up.
     with claim_output(args.destination, {"SOURCE": args.source}, "DESTINATION", overwrite=args.overwrite):
