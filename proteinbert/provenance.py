@@ -12,15 +12,38 @@ import subprocess
 from pathlib import Path
 
 
-def cpu_model(cpuinfo="/proc/cpuinfo") -> str:
-    """The CPU's model name (from ``cpuinfo`` on Linux, else :mod:`platform`)."""
+# The vector units that decide training speed on a CPU, widest last. A model name alone does not
+# say them: "AMD EPYC" covers both Zen 1 (AVX2) and Zen 4 (AVX-512, BF16), 2-3x apart here.
+_VECTOR_FLAGS = (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_bf16", "AVX512-BF16"), ("amx_tile", "AMX"))
+
+
+def _cpuinfo_field(cpuinfo, key: str) -> str | None:
     try:
         for line in Path(cpuinfo).read_text(errors="replace").splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            name, _, value = line.partition(":")
+            if name.strip().lower() == key:
+                return value.strip()
     except OSError:
-        pass  # not Linux: platform's answer below
-    return platform.processor() or platform.machine() or "unknown CPU"
+        pass  # not Linux
+    return None
+
+
+def cpu_model(cpuinfo="/proc/cpuinfo") -> str:
+    """The CPU's model name (from ``cpuinfo`` on Linux, else :mod:`platform`)."""
+    return _cpuinfo_field(cpuinfo, "model name") or platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_vector_units(cpuinfo="/proc/cpuinfo") -> list:
+    """The x86 vector extensions the CPU has, of AVX2, AVX-512, AVX512-BF16 and AMX ([] if unknown).
+
+    >>> import pathlib, tempfile
+    >>> info = pathlib.Path(tempfile.mkdtemp()) / "cpuinfo"
+    >>> _ = info.write_text("model name : AMD EPYC\\nflags : fpu avx2 avx512f avx512_bf16\\n")
+    >>> cpu_vector_units(info)
+    ['AVX2', 'AVX-512', 'AVX512-BF16']
+    """
+    flags = set((_cpuinfo_field(cpuinfo, "flags") or "").split())
+    return [label for flag, label in _VECTOR_FLAGS if flag in flags]
 
 
 def gpu_names() -> list:
@@ -32,9 +55,11 @@ def gpu_names() -> list:
 
 
 def machine_summary() -> str:
-    """``"<CPU model> (<n> cores)"``, plus the GPUs TensorFlow sees: where a row was computed."""
+    """``"<CPU model> (<n> cores, <vector units>)"``, plus the GPUs TensorFlow sees: where a row was
+    computed, e.g. ``"AMD EPYC (2 cores, AVX2)"``."""
     gpus = gpu_names()
-    return f"{cpu_model()} ({os.cpu_count()} cores)" + (f" + {', '.join(gpus)}" if gpus else "")
+    cpu = ", ".join([f"{os.cpu_count()} cores", *cpu_vector_units()])
+    return f"{cpu_model()} ({cpu})" + (f" + {', '.join(gpus)}" if gpus else "")
 
 
 def package_versions() -> dict:
@@ -57,4 +82,4 @@ def package_versions() -> dict:
     return out
 
 
-__all__ = ["cpu_model", "gpu_names", "machine_summary", "package_versions"]
+__all__ = ["cpu_model", "cpu_vector_units", "gpu_names", "machine_summary", "package_versions"]

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from proteinbert.benchmark_suite import BENCHMARKS, COLUMNS
+from proteinbert import provenance
 from proteinbert.provenance import cpu_model
 from proteinbert.cli.benchmark_suite import DATA_ENV, main
 
@@ -43,6 +44,23 @@ def test_cpu_model(tmp_path):
     info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9B14 96-Core Processor\n")
     assert cpu_model(info) == "AMD EPYC 9B14 96-Core Processor"
     assert cpu_model(tmp_path / "absent")  # falls back to platform's answer
+
+
+def test_machine_summary_names_the_vector_units(tmp_path, monkeypatch):
+    # Two "AMD EPYC" machines of this project's sessions, 2-3x apart in training speed.
+    zen1, zen4 = tmp_path / "zen1", tmp_path / "zen4"
+    zen1.write_text("model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx fma avx2 sha_ni\n")
+    zen4.write_text("model name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512bw avx512_bf16 avx512_vnni\n")
+    assert provenance.cpu_vector_units(zen1) == ["AVX2"]
+    assert provenance.cpu_vector_units(zen4) == ["AVX2", "AVX-512", "AVX512-BF16"]
+    assert provenance.cpu_vector_units(tmp_path / "absent") == []
+    monkeypatch.setattr(provenance, "gpu_names", lambda: [])
+    monkeypatch.setattr(provenance, "cpu_model", lambda: "AMD EPYC")
+    monkeypatch.setattr(provenance, "cpu_vector_units", lambda: ["AVX2"])
+    monkeypatch.setattr(provenance.os, "cpu_count", lambda: 2)
+    assert provenance.machine_summary() == "AMD EPYC (2 cores, AVX2)"
+    monkeypatch.setattr(provenance, "gpu_names", lambda: ["NVIDIA H200"])
+    assert provenance.machine_summary() == "AMD EPYC (2 cores, AVX2) + NVIDIA H200"
 
 
 def test_suite_resumes_per_benchmark_and_redo_reruns(data_dir, tmp_path, monkeypatch, capsys):
