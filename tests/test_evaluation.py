@@ -163,3 +163,15 @@ def test_default_evaluation_padding_follows_training():
     bucketed = FinetunedModel(model.model, model.spec, {"config": {"padding": "bucket"}})
     ev = evaluate_by_len(bucketed, seqs, [0, 1, 0, 1, 1], start_seq_len=64)
     assert np.abs(ev.predictions["prob"] - expected["predictions"][:, 0]).max() > 1e-4
+
+
+def test_bucket_with_one_class_is_logged_as_undefined(caplog):
+    # The AUC of a bucket whose records share one label does not exist: NaN in the table (as 2021),
+    # said in words in the log.
+    seqs = ["MKVL" * 5, "MKLA" * 6, "M" * 100]
+    with caplog.at_level("INFO", logger="proteinbert.training.evaluation"):
+        ev = evaluate_by_len(untrained(OutputSpec("global", "binary")), seqs, [0, 1, 1], start_seq_len=64)
+    table = ev.results.set_index("Model seq len")
+    assert np.isfinite(table.loc["64", "AUC"]) and np.isnan(table.loc["128", "AUC"])
+    assert "bucket 64: 2 records, AUC " in caplog.text and "nan" not in caplog.text
+    assert "bucket 128: 1 records, AUC undefined (all labels alike)" in caplog.text

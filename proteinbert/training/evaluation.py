@@ -216,7 +216,8 @@ def evaluate_by_len(model: FinetunedModel, seqs: Sequence[str], labels: Sequence
                 preds[rec] = y[row] if spec.level == "global" else y[row, 1:len(data.tokens[rec]) + 1]
         value = score(spec, [data.labels[i] for i in members], [preds[i] for i in members])
         rows.append({"Model seq len": str(int(length)), "# records": len(members), metric: value})
-        logger.info("bucket %d: %d records, %s %.4f", length, len(members), metric, value)
+        logger.info("bucket %d: %d records, %s %s", length, len(members), metric,
+                    f"{value:.4f}" if np.isfinite(value) else "undefined (all labels alike)")
     overall = score(spec, data.labels, preds)
     rows.append({"Model seq len": "All", "# records": len(data), metric: overall})
     results = pd.DataFrame(rows, columns=["Model seq len", "# records", metric])
