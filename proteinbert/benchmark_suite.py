@@ -188,7 +188,8 @@ def run_benchmark(bench: Benchmark, settings: SuiteSettings, checkpoint_dir=None
                                  crop_len=settings.config.crop_len)
     row.update(score=evaluation.overall, n_train=len(train), n_valid=len(valid), n_test=len(test),
                wall_s=round(time.perf_counter() - started + _earlier_parts_s(model, tuning), 1))
-    logger.info("%s: %s %.4f (paper %s)", bench.name, row["metric"], row["score"], bench.paper)
+    logger.info("%s: %s %.4f (paper: %s pretrained, %s without pretraining)", bench.name, row["metric"],
+                row["score"], bench.paper, bench.paper_no_pretraining)
     return row
 
 

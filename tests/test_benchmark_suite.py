@@ -69,6 +69,7 @@ def test_suite_resumes_per_benchmark_and_redo_reruns(data_dir, tmp_path, monkeyp
     signal = ["--benchmark", "signal peptide"]
     monkeypatch.setenv(DATA_ENV, str(data_dir))  # no --data-dir: the folder comes from the environment
     assert main(SMALL + signal + ["--out", str(out)]) == 0, capsys.readouterr().err
+    assert "(paper: 0.996 pretrained, 0.991 without pretraining)" in capsys.readouterr().err
     first = pd.read_csv(csv)
     assert tuple(first.columns[:4]) == ("benchmark", "metric", "score", "paper_no_pretraining")
     assert set(COLUMNS) <= set(first.columns)
