@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 # The vector units that decide training speed on a CPU, widest last. A model name alone does not
-# say them: "AMD EPYC" covers both Zen 1 (AVX2) and Zen 4 (AVX-512, BF16), 2-3x apart here.
+# say them: "AMD EPYC" covers both Zen 1 (AVX2) and Zen 4 (AVX-512, BF16), 2-3x apart in training speed.
 _VECTOR_FLAGS = (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_bf16", "AVX512-BF16"), ("amx_tile", "AMX"))
 
 
